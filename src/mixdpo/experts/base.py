@@ -1,0 +1,139 @@
+"""The interface every expert backend implements, and prompt-feature pooling.
+
+A backend holds the K expert policies pi_k and their reference policies pi_ref_k, and turns a batch
+(``mixdpo.batch``) into the [N, K] sequence log-probs the objective takes. All K experts run inside one
+``forward`` of one ``nn.Module``, so DDP/FSDP/DeepSpeed see one forward and one backward per step.
+
+Backends:
+
+- ``lora``: K PEFT LoRA adapters on one shared frozen base (:mod:`mixdpo.experts.lora`);
+- ``heads``: a shared trunk computed once, K copies of the top blocks (:mod:`mixdpo.experts.heads`);
+- ``independent``: K full models, optionally K reference models (:mod:`mixdpo.experts.independent`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mixdpo.logprobs import position_ids_from_attention_mask
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of hidden states over real tokens: phi(x) = sum_t m_t h_t / sum_t m_t.
+
+    Args:
+        hidden: [B, T, H]; attention_mask: [B, T] (any padding side).
+
+    Returns:
+        [B, H] float32.
+    """
+    mask = attention_mask.to(torch.float32).unsqueeze(-1)
+    return (hidden.float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+@torch.no_grad()
+def pooled_prompt_features(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
+    """Mean-pooled final hidden state (after the final norm) of a causal LM's decoder over the prompt.
+
+    Args:
+        model: a transformers causal LM (or anything with ``get_decoder()``).
+        input_ids, attention_mask: [B, Tp] prompt tokens.
+
+    Returns:
+        [B, H] float32 features, no gradient.
+    """
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+    hidden = decoder(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids_from_attention_mask(attention_mask),
+        use_cache=False,
+    )[0]
+    return mean_pool(hidden, attention_mask)
+
+
+class ExpertBackend(nn.Module):
+    """K expert policies (and their references) behind one interface.
+
+    Attributes:
+        kind: ``lora``, ``heads`` or ``independent``.
+        num_experts: K.
+        average_logps: score sequences by mean instead of sum of token log-probs (IPO-style).
+    """
+
+    kind: str = "base"
+
+    def __init__(self, num_experts: int, average_logps: bool = False):
+        super().__init__()
+        if num_experts < 1:
+            raise ValueError(f"num_experts must be >= 1, got {num_experts}")
+        self.num_experts = num_experts
+        self.average_logps = average_logps
+
+    # --- scoring -------------------------------------------------------------------------------
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """[N, K] log pi_k(y_n | x_n) for every sequence n and expert k (differentiable)."""
+        raise NotImplementedError
+
+    def reference_logps(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """[N, R] log pi_ref(y_n | x_n), no gradient; R = 1 (shared reference) or K (one per expert)."""
+        raise NotImplementedError
+
+    @property
+    def num_reference_columns(self) -> int:
+        """R: 1 when all experts share one reference, K with per-expert references."""
+        return 1
+
+    def prompt_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[B, H] gate features of prompts: the frozen reference's mean-pooled final hidden state."""
+        return pooled_prompt_features(self.feature_model(), input_ids, attention_mask)
+
+    @property
+    def feature_dim(self) -> int:
+        """H, the width of :meth:`prompt_features`."""
+        return int(self.feature_model().config.hidden_size)
+
+    def feature_model(self) -> nn.Module:
+        """The frozen model whose hidden states are the prompt features (the reference)."""
+        raise NotImplementedError
+
+    def reference_identity(self) -> str:
+        """A string that identifies the reference weights (part of the reference-cache key)."""
+        raise NotImplementedError
+
+    # --- generation ----------------------------------------------------------------------------
+    def use_expert(self, k: int | None) -> AbstractContextManager[nn.Module]:
+        """Context manager yielding a causal LM that *is* expert k (k=None: the reference) for ``generate``.
+
+        Backends may reconfigure shared modules while the context is open; don't interleave contexts.
+        """
+        raise NotImplementedError
+
+    # --- persistence ---------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable settings needed to rebuild the backend (without weights)."""
+        raise NotImplementedError
+
+    def save(self, directory: Path) -> None:
+        """Write the experts' trainable weights (and whatever the config cannot rebuild) to ``directory``."""
+        raise NotImplementedError
+
+    def expert_parameters(self, k: int) -> Iterator[nn.Parameter]:
+        """Trainable parameters that belong to expert k alone."""
+        raise NotImplementedError
+
+    def shared_parameters(self) -> Iterator[nn.Parameter]:
+        """Trainable parameters shared by all experts (e.g. a trainable ``heads`` trunk); none by default."""
+        return iter(())

@@ -1,0 +1,261 @@
+"""``lora`` backend: K PEFT LoRA adapters on one shared frozen base model.
+
+One copy of the base weights is held whatever K is. All K experts are scored in a single forward pass:
+the batch of N sequences is repeated K times (expert-major: rows k*N .. (k+1)*N - 1 belong to expert
+k) and every LoRA layer applies adapter k to its rows through PEFT's mixed-adapter batch path
+(``adapter_names``). The base matmuls therefore run once on K*N rows instead of K times on N rows.
+
+The reference is the base with adapters disabled, unless a separate reference model is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from peft.tuners.lora import LoraLayer
+from torch import nn
+
+from mixdpo.errors import ConfigError
+from mixdpo.experts.base import ExpertBackend, pooled_prompt_features
+from mixdpo.experts.symmetry import add_absolute_noise_, expert_generator
+from mixdpo.logprobs import sequence_logps
+
+
+def adapter_name(k: int) -> str:
+    return f"expert_{k}"
+
+
+class LoraExperts(ExpertBackend):
+    """K LoRA adapters ``expert_0 .. expert_{K-1}`` on one frozen base.
+
+    Args:
+        base_model: a transformers causal LM; it is frozen and wrapped in place by PEFT.
+        num_experts: K.
+        r, alpha, dropout, target_modules: the LoRA settings shared by all adapters (PEFT's ``LoraConfig``;
+            ``target_modules="all-linear"`` adapts every linear/Conv1D layer except the output head).
+        init_noise: symmetry breaking: std of the N(0, init_noise^2) entries given to each adapter's B
+            matrices (0 = off; see :mod:`mixdpo.experts.symmetry`).
+        seed: seeds the symmetry-breaking noise.
+        reference_model: a separate frozen reference; default: the base with adapters disabled.
+        base_identity, reference_identity: identities of the weights (for caches and saving).
+        average_logps: mean instead of sum of token log-probs.
+    """
+
+    kind = "lora"
+
+    def __init__(
+        self,
+        base_model: nn.Module,
+        num_experts: int,
+        *,
+        r: int = 8,
+        alpha: int = 16,
+        dropout: float = 0.0,
+        target_modules: str | list[str] = "all-linear",
+        init_noise: float = 0.01,
+        seed: int = 0,
+        reference_model: nn.Module | None = None,
+        base_identity: str = "",
+        reference_identity: str | None = None,
+        average_logps: bool = False,
+        _peft_model: PeftModel | None = None,
+    ):
+        super().__init__(num_experts, average_logps)
+        self.r, self.alpha, self.dropout, self.target_modules = r, alpha, dropout, target_modules
+        self.init_noise, self.seed = init_noise, seed
+        self.base_identity = base_identity
+        self._reference_identity = reference_identity
+        if _peft_model is None:
+            base_model.requires_grad_(False)
+            # GPT-2 stores its linear layers transposed (Conv1D); telling PEFT up front avoids its warning.
+            transposed = getattr(getattr(base_model, "config", None), "model_type", None) == "gpt2"
+            lora = LoraConfig(
+                r=r,
+                lora_alpha=alpha,
+                lora_dropout=dropout,
+                target_modules=target_modules,
+                fan_in_fan_out=transposed,
+            )
+            _peft_model = get_peft_model(base_model, lora, adapter_name=adapter_name(0))
+            for k in range(1, num_experts):
+                _peft_model.add_adapter(adapter_name(k), lora)
+            for k in range(num_experts):
+                params = [p for n, p in _peft_model.named_parameters() if f"lora_B.{adapter_name(k)}." in n]
+                add_absolute_noise_(params, init_noise, expert_generator(seed, k))
+        self.model = _peft_model
+        self._make_all_adapters_trainable()
+        if reference_model is not None:
+            reference_model.requires_grad_(False).eval()
+        self.reference_model = reference_model
+        self._lora_layers = [m for m in self.model.modules() if isinstance(m, LoraLayer)]
+        if any(getattr(m, "use_dora", {}).get(adapter_name(0), False) for m in self._lora_layers):
+            raise ConfigError("lora", "DoRA adapters cannot be batched per expert; use plain LoRA")
+        # Adapter routing of the current forward. The hooks stay registered (rather than being added and
+        # removed around each forward) so that gradient checkpointing, which re-runs layers during
+        # backward, sees the same routing as the original forward.
+        self._routing: list[str] | str | None = None
+        for layer in self._lora_layers:
+            layer.register_forward_pre_hook(self._inject_routing, with_kwargs=True)
+
+    def _make_all_adapters_trainable(self) -> None:
+        # PEFT marks only the active adapter trainable; every expert trains here.
+        for name, p in self.model.named_parameters():
+            p.requires_grad_("lora_" in name)
+
+    def _inject_routing(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        routing = self._routing
+        if routing is None or not args:
+            return args, kwargs
+        rows = args[0].shape[0]
+        if isinstance(routing, str):  # one expert for every row, whatever the batch size
+            kwargs["adapter_names"] = [routing] * rows
+        elif rows == len(routing):
+            kwargs["adapter_names"] = routing
+        return args, kwargs
+
+    @contextmanager
+    def _routed(self, routing: list[str] | str | None) -> Iterator[None]:
+        previous, self._routing = self._routing, routing
+        try:
+            yield
+        finally:
+            self._routing = previous
+
+    # --- scoring -------------------------------------------------------------------------------
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """[N, K] log pi_k(y|x): one forward over the batch repeated K times, adapter k on block k."""
+        k, n = self.num_experts, input_ids.shape[0]
+        if k == 1:
+            with self._routed(None):
+                return sequence_logps(
+                    self.model, input_ids, attention_mask, completion_mask, average=self.average_logps
+                )[:, None]
+        routing = [adapter_name(e) for e in range(k) for _ in range(n)]
+        self._routing = routing
+        logps = sequence_logps(
+            self.model,
+            input_ids.repeat(k, 1),
+            attention_mask.repeat(k, 1),
+            completion_mask.repeat(k, 1),
+            average=self.average_logps,
+        )
+        return logps.view(k, n).T
+
+    @torch.no_grad()
+    def reference_logps(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """[N, 1] log pi_ref(y|x): the base with adapters disabled (or the given reference model)."""
+        with self._reference() as ref:
+            logps = sequence_logps(
+                ref, input_ids, attention_mask, completion_mask, average=self.average_logps
+            )
+        return logps[:, None]
+
+    @contextmanager
+    def _reference(self) -> Iterator[nn.Module]:
+        if self.reference_model is not None:
+            yield self.reference_model
+            return
+        with self._routed(None), self.model.disable_adapter():
+            yield self.model
+
+    @torch.no_grad()
+    def prompt_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        with self._reference() as ref:
+            base = ref.get_base_model() if isinstance(ref, PeftModel) else ref
+            return pooled_prompt_features(base, input_ids, attention_mask)
+
+    def feature_model(self) -> nn.Module:
+        return self.reference_model if self.reference_model is not None else self.model.get_base_model()
+
+    def reference_identity(self) -> str:
+        return self._reference_identity or self.base_identity
+
+    # --- generation ----------------------------------------------------------------------------
+    @contextmanager
+    def use_expert(self, k: int | None) -> Iterator[nn.Module]:
+        """Yield the PEFT model with every row routed to adapter k (k=None: the reference).
+
+        Routing goes through the per-row adapter path rather than PEFT's ``set_adapter``, which would flip
+        ``requires_grad`` of the other adapters (and drop their gradients if done between a forward and
+        its backward).
+        """
+        if k is None:
+            with self._reference() as ref:
+                yield ref
+            return
+        if not 0 <= k < self.num_experts:
+            raise ValueError(f"expert index must be in [0, {self.num_experts - 1}], got {k}")
+        with self._routed(adapter_name(k)):
+            yield self.model
+
+    @contextmanager
+    def routed_rows(self, experts: list[int]) -> Iterator[nn.Module]:
+        """Yield the PEFT model with row i of the next batch routed to adapter ``experts[i]`` (for
+        ``generate`` with one sampled expert per sequence in a single call)."""
+        with self._routed([adapter_name(k) for k in experts]):
+            yield self.model
+
+    # --- persistence ---------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "num_experts": self.num_experts,
+            "r": self.r,
+            "alpha": self.alpha,
+            "dropout": self.dropout,
+            "target_modules": self.target_modules,
+            "init_noise": self.init_noise,
+            "seed": self.seed,
+            "average_logps": self.average_logps,
+            "base_identity": self.base_identity,
+            "reference_identity": self._reference_identity,
+        }
+
+    def save(self, directory: Path) -> None:
+        """PEFT's own format: one sub-directory per adapter (``expert_k/adapter_model.safetensors``)."""
+        self.model.save_pretrained(str(directory))
+
+    @classmethod
+    def load(
+        cls,
+        directory: Path,
+        base_model: nn.Module,
+        config: dict[str, Any],
+        reference_model: nn.Module | None = None,
+    ) -> LoraExperts:
+        """Rebuild from :meth:`save` output on a freshly loaded base model (no symmetry noise is added)."""
+        directory = Path(directory)
+        base_model.requires_grad_(False)
+        model = PeftModel.from_pretrained(
+            base_model, str(directory / adapter_name(0)), adapter_name=adapter_name(0), is_trainable=True
+        )
+        for k in range(1, config["num_experts"]):
+            model.load_adapter(
+                str(directory / adapter_name(k)), adapter_name=adapter_name(k), is_trainable=True
+            )
+        options = {
+            key: config[key] for key in ("r", "alpha", "dropout", "target_modules", "init_noise", "seed")
+        }
+        return cls(
+            base_model,
+            config["num_experts"],
+            **options,
+            reference_model=reference_model,
+            base_identity=config.get("base_identity", ""),
+            reference_identity=config.get("reference_identity"),
+            average_logps=config.get("average_logps", False),
+            _peft_model=model,
+        )
+
+    def expert_parameters(self, k: int) -> Iterator[nn.Parameter]:
+        marker = f".{adapter_name(k)}."
+        return (p for n, p in self.model.named_parameters() if marker in n and p.requires_grad)
