@@ -78,6 +78,18 @@ class ExpertBackend(nn.Module):
         self.num_experts = num_experts
         self.average_logps = average_logps
 
+    def frozen_modules(self) -> list[nn.Module]:
+        """Modules that must stay in eval mode (separate reference models); see :meth:`train`."""
+        return []
+
+    def train(self, mode: bool = True) -> ExpertBackend:
+        """Like ``nn.Module.train``, but reference models stay in eval mode: reference log-probs must be
+        deterministic (no dropout), both when cached once and when computed at every step."""
+        super().train(mode)
+        for module in self.frozen_modules():
+            module.eval()
+        return self
+
     # --- scoring -------------------------------------------------------------------------------
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor

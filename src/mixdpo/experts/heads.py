@@ -162,6 +162,11 @@ class HeadsExperts(ExpertBackend):
         top |= {id(p) for p in getattr(decoder, self.arch.norm).parameters()}
         return (p for p in decoder.parameters() if id(p) not in top)
 
+    def frozen_modules(self) -> list[nn.Module]:
+        # A frozen trunk (and the original top = the reference) runs without dropout: its output is
+        # shared with the reference, which must be deterministic.
+        return [self.reference] if self.reference is not None else [self.base]
+
     def expert_parameters(self, k: int) -> Iterator[nn.Parameter]:
         return (p for m in self._expert_modules(k) for p in m.parameters())
 

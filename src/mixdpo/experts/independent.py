@@ -93,6 +93,9 @@ class IndependentExperts(ExpertBackend):
             average_logps=average_logps,
         )
 
+    def frozen_modules(self) -> list[nn.Module]:
+        return list(self.references)
+
     # --- scoring -------------------------------------------------------------------------------
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor

@@ -103,7 +103,8 @@ class LoraExperts(ExpertBackend):
             layer.register_forward_pre_hook(self._inject_routing, with_kwargs=True)
 
     def _make_all_adapters_trainable(self) -> None:
-        # PEFT marks only the active adapter trainable; every expert trains here.
+        # PEFT marks only the active adapter trainable (and re-marks it whenever adapters are re-enabled,
+        # e.g. on leaving ``disable_adapter()``); every expert trains here.
         for name, p in self.model.named_parameters():
             p.requires_grad_("lora_" in name)
 
@@ -159,13 +160,24 @@ class LoraExperts(ExpertBackend):
             )
         return logps[:, None]
 
+    def frozen_modules(self) -> list[nn.Module]:
+        return [self.reference_model] if self.reference_model is not None else []
+
     @contextmanager
     def _reference(self) -> Iterator[nn.Module]:
         if self.reference_model is not None:
             yield self.reference_model
             return
-        with self._routed(None), self.model.disable_adapter():
-            yield self.model
+        # The base is shared with the experts and follows their train/eval mode; the reference must be
+        # deterministic (no dropout), so it runs in eval mode and the mode is restored afterwards.
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with self._routed(None), self.model.disable_adapter():
+                yield self.model
+        finally:
+            self.model.train(was_training)
+            self._make_all_adapters_trainable()
 
     @torch.no_grad()
     def prompt_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

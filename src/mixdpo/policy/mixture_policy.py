@@ -7,7 +7,7 @@ scores and generates.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,9 @@ from mixdpo.gating import Gate, GateInputs, UserGate, gate_from_config, sparsify
 from mixdpo.logprobs import split_chosen_rejected
 from mixdpo.policy.build import build_backend, build_policy_gate, load_base
 from mixdpo.policy.config import PolicyConfig
+from mixdpo.policy.generation import Generation, Prompt, generate
+from mixdpo.policy.scoring import Scores, score
+from mixdpo.reference import ReferenceKey
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "mixdpo_policy.json"
@@ -172,6 +175,47 @@ class MixturePolicy(nn.Module):
             logits = logits.unsqueeze(0).expand(inputs.batch_size, -1)
         logits = sparsify_top_k(logits.float(), self.config.top_k)
         return torch.softmax(logits / self.config.gate_temperature, dim=-1)
+
+    # --- cached references ---------------------------------------------------------------------
+    def reference_key(self, dataset_fingerprint: str, tokenization: dict[str, Any]) -> ReferenceKey:
+        """The reference-cache key of this policy's references on a tokenized dataset."""
+        return ReferenceKey(
+            dataset_fingerprint=dataset_fingerprint,
+            model_id=self.backend.reference_identity() or self.config.model,
+            tokenization=tokenization,
+            num_columns=self.backend.num_reference_columns,
+            average=self.backend.average_logps,
+            extra={
+                "prompt_features": "mean-pooled-final-hidden" if self.gate.needs_prompt_features else None
+            },
+        )
+
+    def reference_score_fn(self) -> Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, ...]]:
+        """A ``score_fn`` for :class:`mixdpo.reference.ReferenceCache`: batch -> (ref chosen [B, R], ref
+        rejected [B, R][, prompt features [B, H]]), all from frozen models, so they can be computed once
+        per dataset and attached to later batches (no reference forward passes after that)."""
+
+        @torch.no_grad()
+        def score_fn(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+            ref = self.backend.reference_logps(
+                batch[INPUT_IDS], batch[ATTENTION_MASK], batch[COMPLETION_MASK]
+            )
+            chosen, rejected = split_chosen_rejected(ref)
+            if not self.gate.needs_prompt_features:
+                return chosen, rejected
+            features = self.backend.prompt_features(batch[PROMPT_INPUT_IDS], batch[PROMPT_ATTENTION_MASK])
+            return chosen, rejected, features
+
+        return score_fn
+
+    # --- inference -----------------------------------------------------------------------------
+    def score(self, prompts: Sequence[Prompt], completions: Sequence[str], **kwargs: Any) -> Scores:
+        """Per-expert implicit rewards, routing weights and mixture reward; see :func:`.scoring.score`."""
+        return score(self, prompts, completions, **kwargs)
+
+    def generate(self, prompts: Sequence[Prompt], **kwargs: Any) -> Generation:
+        """Completions from the mixture with a routing choice; see :func:`.generation.generate`."""
+        return generate(self, prompts, **kwargs)
 
     # --- persistence ---------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> None:
