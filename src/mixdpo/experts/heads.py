@@ -79,7 +79,8 @@ class HeadsExperts(ExpertBackend):
     Args:
         base_model: a transformers causal LM of a registered architecture.
         num_experts: K.
-        num_expert_layers: M, top blocks copied per expert (1 <= M < number of blocks).
+        num_expert_layers: M, top blocks copied per expert (1 <= M < number of blocks); default
+            min(2, blocks - 1).
         expert_lm_head: give each expert its own (untied) copy of the LM head too.
         trunk_trainable: train the shared trunk as well (then a frozen copy of the base is the reference).
         init_noise: symmetry breaking: relative noise added to each expert's copied tensors (0 = off).
@@ -95,7 +96,7 @@ class HeadsExperts(ExpertBackend):
         base_model: nn.Module,
         num_experts: int,
         *,
-        num_expert_layers: int = 2,
+        num_expert_layers: int | None = None,
         expert_lm_head: bool = False,
         trunk_trainable: bool = False,
         init_noise: float = 0.01,
@@ -108,6 +109,8 @@ class HeadsExperts(ExpertBackend):
         decoder = getattr(base_model, self.arch.decoder)
         blocks = getattr(decoder, self.arch.blocks)
         depth = len(blocks)
+        if num_expert_layers is None:
+            num_expert_layers = max(1, min(2, depth - 1))
         if not 1 <= num_expert_layers < depth:
             raise ConfigError(
                 "num_expert_layers",
