@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     del parser  # no options
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, overrides: list[str]) -> int:
     from mixdpo import __version__
 
     print(f"mixdpo: {__version__}")

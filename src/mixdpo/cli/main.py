@@ -11,10 +11,12 @@ import sys
 from collections.abc import Sequence
 
 from mixdpo import __version__
-from mixdpo.cli import demo, env
+from mixdpo.cli import demo, env, evaluate, generate, personalize, train
 
-# Each sub-command module exposes NAME, HELP, add_arguments(parser) and run(args) -> int.
-COMMANDS = (demo, env)
+# Each sub-command module exposes NAME, HELP, add_arguments(parser) and run(args, overrides) -> int.
+COMMANDS = (demo, train, evaluate, generate, personalize, env)
+# Sub-commands that take key=value / --key=value training-option overrides after their own arguments.
+TAKES_OVERRIDES = {demo.NAME, train.NAME}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,20 +38,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 0
+    if extra and args.command not in TAKES_OVERRIDES:
+        parser.error(f"unrecognized arguments for '{args.command}': {' '.join(extra)}")
     from mixdpo.errors import MixDPOError
 
+    _quiet_libraries()
     try:
-        return int(args._run(args) or 0)
+        return int(args._run(args, extra) or 0)
     except MixDPOError as err:
         print(f"mixdpo {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mixdpo {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter (weight-loading progress bars, PEFT's renamed-method warnings) off the
+    terminal; training progress and mixdpo's own messages stay."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
 
 
 if __name__ == "__main__":

@@ -78,6 +78,15 @@ class ExpertBackend(nn.Module):
         self.num_experts = num_experts
         self.average_logps = average_logps
 
+    def set_experts_trainable(self, trainable: bool) -> None:
+        """Freeze (False) or unfreeze (True) every expert's and the shared trainable parameters, e.g. to
+        refit only the gate (personalisation)."""
+        for k in range(self.num_experts):
+            for p in self.expert_parameters(k):
+                p.requires_grad_(trainable)
+        for p in self.shared_parameters():
+            p.requires_grad_(trainable)
+
     def frozen_modules(self) -> list[nn.Module]:
         """Modules that must stay in eval mode (separate reference models); see :meth:`train`."""
         return []

@@ -104,9 +104,14 @@ class LoraExperts(ExpertBackend):
 
     def _make_all_adapters_trainable(self) -> None:
         # PEFT marks only the active adapter trainable (and re-marks it whenever adapters are re-enabled,
-        # e.g. on leaving ``disable_adapter()``); every expert trains here.
+        # e.g. on leaving ``disable_adapter()``); every expert trains here, unless they were frozen.
+        trainable = not getattr(self, "_experts_frozen", False)
         for name, p in self.model.named_parameters():
-            p.requires_grad_("lora_" in name)
+            p.requires_grad_(trainable and "lora_" in name)
+
+    def set_experts_trainable(self, trainable: bool) -> None:
+        self._experts_frozen = not trainable
+        self._make_all_adapters_trainable()
 
     def _inject_routing(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         routing = self._routing
@@ -270,4 +275,4 @@ class LoraExperts(ExpertBackend):
 
     def expert_parameters(self, k: int) -> Iterator[nn.Parameter]:
         marker = f".{adapter_name(k)}."
-        return (p for n, p in self.model.named_parameters() if marker in n and p.requires_grad)
+        return (p for n, p in self.model.named_parameters() if marker in n and "lora_" in n)

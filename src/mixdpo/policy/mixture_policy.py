@@ -35,6 +35,7 @@ from mixdpo.errors import MixDPOError
 from mixdpo.experts import ExpertBackend, HeadsExperts, IndependentExperts, LoraExperts
 from mixdpo.gating import Gate, GateInputs, UserGate, gate_from_config, sparsify_top_k
 from mixdpo.logprobs import split_chosen_rejected
+from mixdpo.models import LoadedModel
 from mixdpo.policy.build import build_backend, build_policy_gate, load_base
 from mixdpo.policy.config import PolicyConfig
 from mixdpo.policy.generation import Generation, Prompt, generate
@@ -69,7 +70,8 @@ class MixturePolicy(nn.Module):
     :meth:`from_pretrained` (a saved policy; needs no training code).
 
     Attributes:
-        config: the :class:`PolicyConfig`.
+        policy_config: the :class:`PolicyConfig` (not ``config``: Trainer and accelerate expect that name
+            to hold a transformers ``PretrainedConfig``).
         backend: the :class:`~mixdpo.experts.ExpertBackend` (experts and references).
         gate: the :class:`~mixdpo.gating.Gate`.
         tokenizer: the base model's tokenizer.
@@ -86,24 +88,30 @@ class MixturePolicy(nn.Module):
         num_user_features: int = 0,
     ):
         super().__init__()
-        self.config, self.backend, self.gate, self.tokenizer = config, backend, gate, tokenizer
+        self.policy_config, self.backend, self.gate, self.tokenizer = config, backend, gate, tokenizer
         self.users = list(users)
         self._user_index = {u: i for i, u in enumerate(self.users)}
         self.num_user_features = num_user_features
 
     @classmethod
     def create(
-        cls, config: PolicyConfig, *, users: Sequence[str] = (), num_user_features: int = 0
+        cls,
+        config: PolicyConfig,
+        *,
+        users: Sequence[str] = (),
+        num_user_features: int = 0,
+        base: LoadedModel | None = None,
     ) -> MixturePolicy:
-        """Load the base model of ``config.model`` and build fresh experts and gate on it."""
-        base = load_base(config)
+        """Build fresh experts and gate on the base model of ``config.model`` (loaded now, or the given
+        ``base``, which the experts then take over: don't reuse it for another policy)."""
+        base = base if base is not None else load_base(config)
         backend = build_backend(config, base)
         gate = build_policy_gate(config, backend, num_users=len(users), num_user_features=num_user_features)
         return cls(config, backend, gate, base.tokenizer, users, num_user_features)
 
     @property
     def num_experts(self) -> int:
-        return self.config.num_experts
+        return self.policy_config.num_experts
 
     # --- users ---------------------------------------------------------------------------------
     def user_ids(self, users: Sequence[str | None]) -> torch.Tensor:
@@ -127,7 +135,7 @@ class MixturePolicy(nn.Module):
         gate = self.gate
         user_gate = gate if isinstance(gate, UserGate) else getattr(gate, "user", None)
         if not isinstance(user_gate, UserGate):
-            raise MixDPOError(f"this policy's gate is {self.config.gate!r}, which has no user table")
+            raise MixDPOError(f"this policy's gate is {self.policy_config.gate!r}, which has no user table")
         return user_gate
 
     # --- forward -------------------------------------------------------------------------------
@@ -173,15 +181,15 @@ class MixturePolicy(nn.Module):
         logits = self.gate(inputs)
         if logits.dim() == 1:
             logits = logits.unsqueeze(0).expand(inputs.batch_size, -1)
-        logits = sparsify_top_k(logits.float(), self.config.top_k)
-        return torch.softmax(logits / self.config.gate_temperature, dim=-1)
+        logits = sparsify_top_k(logits.float(), self.policy_config.top_k)
+        return torch.softmax(logits / self.policy_config.gate_temperature, dim=-1)
 
     # --- cached references ---------------------------------------------------------------------
     def reference_key(self, dataset_fingerprint: str, tokenization: dict[str, Any]) -> ReferenceKey:
         """The reference-cache key of this policy's references on a tokenized dataset."""
         return ReferenceKey(
             dataset_fingerprint=dataset_fingerprint,
-            model_id=self.backend.reference_identity() or self.config.model,
+            model_id=self.backend.reference_identity() or self.policy_config.model,
             tokenization=tokenization,
             num_columns=self.backend.num_reference_columns,
             average=self.backend.average_logps,
@@ -229,7 +237,7 @@ class MixturePolicy(nn.Module):
         meta: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "mixdpo_version": __version__,
-            "policy": self.config.to_dict(),
+            "policy": self.policy_config.to_dict(),
             "backend": self.backend.config(),
             "gate": self.gate.config(),
             "users": self.users,

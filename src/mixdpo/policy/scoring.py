@@ -95,5 +95,5 @@ def score(
         feats = user_features[start : start + b] if user_features is not None else None
         weights.append(policy.routing_weights(GateInputs(b, features, user_ids, feats)))
     logp, ref, w = torch.cat(logps), torch.cat(refs), torch.cat(weights)
-    rewards = implicit_rewards(logp, ref, policy.config.beta)
+    rewards = implicit_rewards(logp, ref, policy.policy_config.beta)
     return Scores(rewards, w, mixture_reward(w.clamp(min=1e-30).log(), rewards), logp, ref)

@@ -19,7 +19,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_the_commands():
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ("demo", "env"):
+    for command in ("demo", "train", "eval", "generate", "personalize", "env"):
         assert command in result.stdout
 
 
@@ -49,7 +49,7 @@ def test_user_errors_exit_2_without_traceback(monkeypatch, capsys):
     from mixdpo.cli import env, main
     from mixdpo.errors import ConfigError
 
-    def broken(args):
+    def broken(args, overrides):
         raise ConfigError("beta", "must be > 0, got -1")
 
     monkeypatch.setattr(env, "run", broken)
@@ -60,7 +60,7 @@ def test_user_errors_exit_2_without_traceback(monkeypatch, capsys):
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("command", ["demo"])
+@pytest.mark.parametrize("command", ["demo", "train", "eval", "generate", "personalize"])
 def test_every_command_has_help(command):
     result = run_cli(command, "--help")
     assert result.returncode == 0

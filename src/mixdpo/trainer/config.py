@@ -1,0 +1,317 @@
+"""``MixDPOConfig``: every option of a Mix/MoE-DPO run, as a ``transformers.TrainingArguments`` subclass.
+
+As TRL's ``DPOConfig`` does, it adds the method's options to the Trainer's (batch size, learning rate,
+gradient accumulation, mixed precision, checkpointing, ``report_to``...), so the ecosystem's knobs all
+work. Each field's ``help`` is the documentation: ``mixdpo train --help`` prints it and
+``docs/config.md`` is generated from it. Options are grouped:
+
+- model and experts: ``model``, ``num_experts``, ``backend`` and its ``lora_*`` / ``heads_*`` options,
+  ``init_noise`` (symmetry breaking);
+- gate: ``gate``, ``gate_*``, ``user_dropout``;
+- objective and E-step: ``beta``, ``loss_type``, ``estep*``, regulariser weights;
+- data: ``train_file``, ``eval_file``, truncation, user features;
+- run: ``baseline`` (also train plain DPO for comparison), reference-log-prob caching.
+
+Defaults that differ from ``TrainingArguments``: ``learning_rate`` 5e-5 (LoRA-friendly),
+``logging_steps`` 10, ``remove_unused_columns`` False, ``save_strategy`` "no" (set "steps" to checkpoint),
+``output_dir`` "runs/mixdpo". (``report_to`` is "none" by default in transformers 5.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from transformers import TrainingArguments
+
+from mixdpo.data import TokenizationSettings
+from mixdpo.errors import ConfigError
+from mixdpo.objective import ObjectiveConfig
+from mixdpo.policy import PolicyConfig
+
+ESTEP_WARMUP_MODES = ("hard", "gumbel")
+
+
+@dataclass
+class MixDPOConfig(TrainingArguments):
+    # ----- model and experts ------------------------------------------------------------------------
+    model: str = field(
+        default="builtin:smollm2-135m",
+        metadata={
+            "help": "Base model / expert checkpoint: builtin:smollm2-135m (offline), random:<preset> (tiny "
+            "random model: gpt2-tiny, llama-tiny, gpt2-small, llama-small), a local directory, a .gguf file, "
+            "or a Hub id."
+        },
+    )
+    model_seed: int = field(
+        default=0, metadata={"help": "Seeds random: base models and the experts' symmetry-breaking noise."}
+    )
+    model_dtype: str = field(
+        default="float32", metadata={"help": "Weights dtype: float32, bfloat16 or float16."}
+    )
+    reference_model: str | None = field(
+        default=None, metadata={"help": "A separate reference model spec (default: the base model itself)."}
+    )
+    num_experts: int = field(default=2, metadata={"help": "K, the number of experts (1 = plain DPO)."})
+    backend: str = field(
+        default="lora",
+        metadata={
+            "help": "Expert backend: lora (K LoRA adapters on one frozen base), heads (shared trunk + K "
+            "copies of the top blocks) or independent (K full models)."
+        },
+    )
+    lora_r: int = field(default=8, metadata={"help": "lora: adapter rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "lora: scaling numerator (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "lora: dropout on the adapter input."})
+    lora_target_modules: str = field(
+        default="all-linear",
+        metadata={"help": "lora: modules to adapt (PEFT syntax; comma-separated names or all-linear)."},
+    )
+    heads_num_layers: int | None = field(
+        default=None, metadata={"help": "heads: top blocks copied per expert (default min(2, blocks - 1))."}
+    )
+    heads_expert_lm_head: bool = field(
+        default=False, metadata={"help": "heads: give each expert its own LM head."}
+    )
+    heads_trunk_trainable: bool = field(
+        default=False,
+        metadata={"help": "heads: train the shared trunk too (keeps a frozen copy as reference)."},
+    )
+    per_expert_references: bool = field(
+        default=False, metadata={"help": "independent: one reference model per expert (pi_ref_k)."}
+    )
+    init_noise: float = field(
+        default=0.01,
+        metadata={
+            "help": "Symmetry breaking: seeded perturbation of each expert at creation (lora: std of B "
+            "entries; heads/independent: relative noise). 0 = off."
+        },
+    )
+    average_logps: bool = field(
+        default=False,
+        metadata={"help": "Score sequences by mean instead of sum of token log-probs (IPO-style)."},
+    )
+    # ----- gate ---------------------------------------------------------------------------------------
+    gate: str = field(
+        default="global",
+        metadata={
+            "help": "Gate: global (Mix-DPO weights), prompt (MLP on prompt features), user (user-id table "
+            "with a learned fallback for unseen users) or prompt+user (MoE-DPO)."
+        },
+    )
+    global_gate_mode: str = field(
+        default="learned",
+        metadata={"help": "global gate: learned (gradient) or closed_form (Robbins-Monro average of q)."},
+    )
+    gate_hidden_dim: int = field(default=64, metadata={"help": "prompt gate: hidden width (0 = linear)."})
+    gate_dropout: float = field(default=0.0, metadata={"help": "prompt gate: dropout."})
+    user_dropout: float = field(
+        default=0.1,
+        metadata={
+            "help": "user gate: probability of training on the unseen-user fallback instead of the user."
+        },
+    )
+    gate_learning_rate: float = field(
+        default=1e-3, metadata={"help": "Learning rate of the gate's parameters."}
+    )
+    gate_warmup_steps: int = field(
+        default=0, metadata={"help": "Steps during which the gate is not trained (experts specialise first)."}
+    )
+    gate_temperature: float = field(default=1.0, metadata={"help": "Temperature of the gate softmax."})
+    gate_top_k: int | None = field(
+        default=None, metadata={"help": "At inference, route among the top-k experts only (None = all)."}
+    )
+    robbins_monro_kappa: float = field(
+        default=0.7,
+        metadata={"help": "closed_form gate: step size rho_t = (t + offset)^-kappa, kappa in (0.5, 1]."},
+    )
+    robbins_monro_offset: float = field(default=10.0, metadata={"help": "closed_form gate: offset t0 >= 1."})
+    # ----- objective and E-step ---------------------------------------------------------------------
+    beta: float = field(default=0.1, metadata={"help": "DPO beta: the implicit reward is beta * log-ratio."})
+    loss_type: str = field(
+        default="sigmoid", metadata={"help": "Per-expert pair loss: sigmoid (DPO), robust, ipo or hinge."}
+    )
+    label_smoothing: float = field(
+        default=0.0, metadata={"help": "Assumed label-flip rate in [0, 0.5) (cDPO with sigmoid, robust DPO)."}
+    )
+    objective: str = field(
+        default="em",
+        metadata={"help": "em (responsibility-weighted M-step loss) or marginal (-log-likelihood directly)."},
+    )
+    estep: str = field(
+        default="soft",
+        metadata={"help": "E-step: soft (exact posterior), hard (argmax), tempered, or gumbel (sampled)."},
+    )
+    estep_temperature: float = field(
+        default=1.0,
+        metadata={"help": "Temperature of tempered / gumbel E-steps at the start of the schedule."},
+    )
+    estep_final_temperature: float | None = field(
+        default=None, metadata={"help": "Temperature at the end of the schedule (None = constant)."}
+    )
+    estep_schedule: str = field(
+        default="exponential",
+        metadata={"help": "Temperature schedule: constant, linear, exponential or cosine."},
+    )
+    estep_anneal_steps: int | None = field(
+        default=None,
+        metadata={"help": "Steps over which the temperature is annealed (None = the whole run)."},
+    )
+    straight_through: bool = field(
+        default=False, metadata={"help": "gumbel E-step: use the one-hot sample (a draw from the posterior)."}
+    )
+    estep_warmup_steps: int = field(
+        default=10,
+        metadata={
+            "help": "Symmetry breaking: the first N steps use hard responsibilities (see estep_warmup_mode), "
+            "which lets near-identical experts separate quickly. 0 = off. No effect with one expert."
+        },
+    )
+    estep_warmup_mode: str = field(
+        default="hard",
+        metadata={"help": "Warm-up E-step: hard (argmax: classification EM) or gumbel (a sample per pair)."},
+    )
+    gate_loss_weight: float = field(default=1.0, metadata={"help": "lambda_gate: weight of the gate's loss."})
+    load_balance_weight: float = field(
+        default=0.0, metadata={"help": "Weight of KL(mean routing || uniform) (0 = off)."}
+    )
+    gate_entropy_weight: float = field(
+        default=0.0, metadata={"help": "Weight of the mean gate entropy (> 0 sharper routing, < 0 smoother)."}
+    )
+    # ----- data --------------------------------------------------------------------------------------
+    train_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Training pairs: JSONL/JSON/CSV/Parquet file, a datasets directory, or a Hub dataset."
+        },
+    )
+    eval_file: str | None = field(default=None, metadata={"help": "Held-out pairs (same formats)."})
+    train_split: str | None = field(default=None, metadata={"help": "Split of a DatasetDict / Hub dataset."})
+    eval_split: str | None = field(
+        default=None, metadata={"help": "Split of the eval DatasetDict / Hub dataset."}
+    )
+    max_length: int | None = field(default=512, metadata={"help": "Most tokens of prompt + completion."})
+    max_prompt_length: int | None = field(default=None, metadata={"help": "Most prompt tokens."})
+    max_completion_length: int | None = field(default=None, metadata={"help": "Most tokens per completion."})
+    truncation_mode: str = field(
+        default="keep_end", metadata={"help": "keep_end (keep the prompt's end) or keep_start."}
+    )
+    user_feature_columns: list[str] | None = field(
+        default=None, metadata={"help": "Numeric columns that form the user features of a user gate."}
+    )
+    skip_invalid: bool = field(
+        default=False, metadata={"help": "Report and skip invalid rows instead of stopping at the first."}
+    )
+    precompute_ref_log_probs: bool = field(
+        default=True,
+        metadata={
+            "help": "Compute reference log-probs (and prompt features) once per dataset, cached on disk."
+        },
+    )
+    reference_cache_dir: str | None = field(
+        default=None, metadata={"help": "Cache directory (default $MIXDPO_CACHE_DIR or ~/.cache/mixdpo)."}
+    )
+    # ----- run ---------------------------------------------------------------------------------------
+    baseline: bool = field(
+        default=False,
+        metadata={
+            "help": "Also train plain DPO (K = 1, same budget) into <output_dir>/baseline for comparison."
+        },
+    )
+    # ----- TrainingArguments defaults we change ---------------------------------------------------------
+    output_dir: str | None = field(default="runs/mixdpo", metadata={"help": "The run directory."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Learning rate of the experts."})
+    logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Kept False: mixdpo's collator needs every column."}
+    )
+    save_strategy: str = field(
+        default="no", metadata={"help": "Checkpointing: no, steps (every save_steps) or epoch."}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.dataloader_pin_memory and not torch.cuda.is_available():
+            self.dataloader_pin_memory = False  # pinning needs an accelerator (torch warns otherwise)
+        if self.estep_warmup_mode not in ESTEP_WARMUP_MODES:
+            raise ConfigError("estep_warmup_mode", f"got {self.estep_warmup_mode!r}; choose hard or gumbel")
+        for name in ("estep_warmup_steps", "gate_warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+        if not self.gate_learning_rate > 0:
+            raise ConfigError("gate_learning_rate", f"must be > 0, got {self.gate_learning_rate}")
+        # Build the parts once here so that a bad value fails before any model is loaded.
+        self.policy_config()
+        self.objective_config()
+        self.tokenization_settings()
+
+    def policy_config(self) -> PolicyConfig:
+        """The :class:`PolicyConfig` of the mixture this run trains."""
+        if self.backend == "lora":
+            targets = self.lora_target_modules
+            target = (
+                targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
+            )
+            options = {
+                "r": self.lora_r,
+                "alpha": self.lora_alpha,
+                "dropout": self.lora_dropout,
+                "target_modules": target,
+            }
+        elif self.backend == "heads":
+            options = {
+                "num_expert_layers": self.heads_num_layers,
+                "expert_lm_head": self.heads_expert_lm_head,
+                "trunk_trainable": self.heads_trunk_trainable,
+            }
+        else:
+            options = {"per_expert_references": self.per_expert_references}
+        options |= {"init_noise": self.init_noise, "average_logps": self.average_logps}
+        gate_options = {
+            "global": {"global_mode": self.global_gate_mode},
+            "prompt": {"hidden_dim": self.gate_hidden_dim, "dropout": self.gate_dropout},
+            "user": {"user_dropout": self.user_dropout},
+            "prompt+user": {
+                "hidden_dim": self.gate_hidden_dim,
+                "dropout": self.gate_dropout,
+                "user_dropout": self.user_dropout,
+            },
+        }.get(self.gate, {})
+        return PolicyConfig(
+            model=self.model,
+            num_experts=self.num_experts,
+            backend=self.backend,
+            backend_options=options,
+            gate=self.gate,
+            gate_options=gate_options,
+            beta=self.beta,
+            gate_temperature=self.gate_temperature,
+            top_k=self.gate_top_k,
+            dtype=self.model_dtype,
+            seed=self.model_seed,
+            reference_model=self.reference_model,
+        )
+
+    def objective_config(self) -> ObjectiveConfig:
+        """The :class:`ObjectiveConfig` of the main phase (after the E-step warm-up)."""
+        return ObjectiveConfig(
+            beta=self.beta,
+            loss_type=self.loss_type,
+            label_smoothing=self.label_smoothing,
+            objective=self.objective,
+            estep=self.estep,
+            estep_temperature=self.estep_temperature,
+            straight_through=self.straight_through,
+            gate_loss_weight=self.gate_loss_weight,
+            gate_temperature=self.gate_temperature,
+            load_balance_weight=self.load_balance_weight,
+            gate_entropy_weight=self.gate_entropy_weight,
+        )
+
+    def tokenization_settings(self) -> TokenizationSettings:
+        return TokenizationSettings(
+            max_length=self.max_length,
+            max_prompt_length=self.max_prompt_length,
+            max_completion_length=self.max_completion_length,
+            truncation_mode=self.truncation_mode,
+        )

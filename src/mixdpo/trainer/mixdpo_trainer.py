@@ -1,0 +1,283 @@
+"""``MixDPOTrainer``: a ``transformers.Trainer`` whose every minibatch is one stochastic EM step.
+
+    inputs ──MixturePolicy──> log pi_k(y+/-|x) [B, K], log pi_ref [B, R], gate logits
+           ──objective──>     E-step (responsibilities q, detached) then the M-step loss
+           ──Trainer──>       backward, optimizer step (experts at learning_rate, gate at gate_learning_rate)
+
+Everything else is the Trainer's: gradient accumulation, mixed precision, accelerate / DDP / DeepSpeed,
+checkpointing and resume, ``report_to`` loggers, progress bars. Metrics use TRL's names where they exist
+(see :mod:`mixdpo.objective.metrics`) and are averaged over the steps between two log events, as TRL's
+``DPOTrainer`` does. With K = 1 the loss is exactly DPO's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from transformers import Trainer
+
+from mixdpo.data import PreferenceCollator, PreferenceDataset
+from mixdpo.errors import MixDPOError
+from mixdpo.gating import GlobalGate
+from mixdpo.objective import mix_dpo_objective, objective_metrics, robbins_monro_step_size
+from mixdpo.policy import MixturePolicy
+from mixdpo.reference import ReferenceCache, ReferenceTable, attach_reference
+from mixdpo.trainer.config import MixDPOConfig
+from mixdpo.trainer.metrics_log import MetricsJsonlCallback
+from mixdpo.trainer.schedule import ObjectiveSchedule
+
+logger = logging.getLogger(__name__)
+
+
+class PolicyUsers:
+    """The policy's user table as the collator's ``user_vocab`` (id string -> row, -1 if unknown)."""
+
+    def __init__(self, policy: MixturePolicy):
+        self.policy = policy
+
+    def index(self, label: str | int) -> int:
+        return int(self.policy.user_ids([str(label)])[0])
+
+
+def _dataset_users(dataset: Dataset | None) -> tuple[list[str], int]:
+    if isinstance(dataset, PreferenceDataset):
+        return dataset.user_vocab().labels, dataset.num_user_features
+    return [], 0
+
+
+class MixDPOTrainer(Trainer):
+    """Train a :class:`~mixdpo.policy.MixturePolicy` with Mix-DPO / MoE-DPO.
+
+    Args:
+        model: the policy; default: built from ``args`` (its user table from ``train_dataset``'s users).
+        args: the :class:`MixDPOConfig`.
+        train_dataset, eval_dataset: :class:`~mixdpo.data.PreferenceDataset` (or any dataset of tokenized
+            pairs with ``example_index``).
+        processing_class: the tokenizer (default: the policy's).
+        data_collator: default :class:`~mixdpo.data.PreferenceCollator` with the policy's user table.
+        reference_cache: where precomputed reference log-probs live (default: ``args.reference_cache_dir``).
+        callbacks, optimizers: as for ``transformers.Trainer``.
+    """
+
+    def __init__(
+        self,
+        model: MixturePolicy | None = None,
+        args: MixDPOConfig | None = None,
+        train_dataset: Dataset | None = None,
+        eval_dataset: Dataset | None = None,
+        processing_class: Any = None,
+        data_collator: Any = None,
+        callbacks: list | None = None,
+        optimizers: tuple = (None, None),
+        reference_cache: ReferenceCache | None = None,
+    ):
+        args = args if args is not None else MixDPOConfig()
+        if model is None:
+            users, num_features = _dataset_users(train_dataset)
+            needs_users = args.gate in ("user", "prompt+user")
+            if needs_users and not users:
+                raise MixDPOError(
+                    f"gate {args.gate!r} needs a user_id column in the training data; add one or use "
+                    "gate 'global' / 'prompt'"
+                )
+            model = MixturePolicy.create(
+                args.policy_config(), users=users if needs_users else (), num_user_features=num_features
+            )
+        self.policy = model
+        if data_collator is None:
+            data_collator = PreferenceCollator.from_tokenizer(
+                model.tokenizer, padding_side="right", user_vocab=PolicyUsers(model) if model.users else None
+            )
+        callbacks = list(callbacks or [])
+        if args.output_dir and not any(isinstance(c, MetricsJsonlCallback) for c in callbacks):
+            callbacks.append(MetricsJsonlCallback(Path(args.output_dir) / "metrics.jsonl"))
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class or model.tokenizer,
+            callbacks=callbacks,
+            optimizers=optimizers,
+        )
+        self.reference_cache = reference_cache or ReferenceCache(args.reference_cache_dir)
+        self._reference_tables: dict[int, ReferenceTable] = {}
+        self._active_table: dict[str, ReferenceTable | None] = {"train": None, "eval": None}
+        self._metrics: dict[str, dict[str, list[float]]] = {
+            "train": defaultdict(list),
+            "eval": defaultdict(list),
+        }
+        self._schedule: ObjectiveSchedule | None = None
+
+    # --- optimizer: experts and gate at their own learning rates ----------------------------------
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        if self.optimizer is not None:
+            return self.optimizer
+        policy = self.policy
+        gate_ids = {id(p) for p in policy.gate.parameters()}
+        decay = set(self.get_decay_parameter_names(policy))
+        groups: dict[str, list[torch.nn.Parameter]] = {"decay": [], "no_decay": [], "gate": []}
+        for name, p in policy.named_parameters():
+            if not p.requires_grad:
+                continue
+            groups["gate" if id(p) in gate_ids else "decay" if name in decay else "no_decay"].append(p)
+        param_groups = [
+            {"params": groups["decay"], "weight_decay": self.args.weight_decay},
+            {"params": groups["no_decay"], "weight_decay": 0.0},
+            {"params": groups["gate"], "weight_decay": 0.0, "lr": self.args.gate_learning_rate},
+        ]
+        param_groups = [g for g in param_groups if g["params"]]
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, policy)
+        optimizer_kwargs.pop("params", None)
+        self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
+        return self.optimizer
+
+    # --- reference log-probs, computed once per dataset --------------------------------------------
+    def reference_table(self, dataset: Dataset) -> ReferenceTable | None:
+        """The dataset's precomputed reference log-probs (and prompt features), from the on-disk cache or
+        computed now with one no-grad pass; None when precomputation is off."""
+        if not self.args.precompute_ref_log_probs or not isinstance(dataset, PreferenceDataset):
+            return None
+        if id(dataset) in self._reference_tables:
+            return self._reference_tables[id(dataset)]
+        policy = self.policy
+        key = policy.reference_key(dataset.fingerprint, dataset.settings.to_dict())
+        loader = DataLoader(
+            dataset,
+            batch_size=self.args.per_device_eval_batch_size,
+            shuffle=False,
+            collate_fn=self.data_collator,
+        )
+        was_training = policy.training
+        policy.eval()
+        try:
+            score_fn = policy.reference_score_fn()
+            table = self.reference_cache.get_or_compute(
+                key,
+                lambda batch: score_fn(self._prepare_inputs(batch)),
+                lambda: loader,
+                len(dataset),
+                require_prompt_features=policy.gate.needs_prompt_features,
+            )
+        finally:
+            policy.train(was_training)
+        self._reference_tables[id(dataset)] = table
+        return table
+
+    def get_train_dataloader(self) -> DataLoader:
+        self._active_table["train"] = self.reference_table(self.train_dataset)
+        return super().get_train_dataloader()
+
+    def get_eval_dataloader(self, eval_dataset: Dataset | str | None = None) -> DataLoader:
+        dataset = eval_dataset if isinstance(eval_dataset, Dataset) else self.eval_dataset
+        if isinstance(eval_dataset, str) and isinstance(self.eval_dataset, dict):
+            dataset = self.eval_dataset[eval_dataset]
+        self._active_table["eval"] = self.reference_table(dataset) if dataset is not None else None
+        return super().get_eval_dataloader(eval_dataset)
+
+    # --- the EM step ---------------------------------------------------------------------------------
+    def schedule(self) -> ObjectiveSchedule:
+        if self._schedule is None:
+            args = self.args
+            self._schedule = ObjectiveSchedule(
+                args.objective_config(),
+                num_experts=self.policy.num_experts,
+                total_steps=max(self.state.max_steps, 1),
+                estep_warmup_steps=args.estep_warmup_steps,
+                estep_warmup_mode=args.estep_warmup_mode,
+                gate_warmup_steps=args.gate_warmup_steps,
+                final_temperature=args.estep_final_temperature,
+                anneal_steps=args.estep_anneal_steps,
+                schedule=args.estep_schedule,
+            )
+        return self._schedule
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One stochastic EM step on a minibatch: E-step (detached q) and the M-step loss."""
+        mode = "train" if model.training else "eval"
+        table = self._active_table[mode]
+        if table is not None:
+            inputs = attach_reference(inputs, table)
+        out = model(inputs)
+        step = self.state.global_step
+        settings = self.schedule().at(step)
+        result = mix_dpo_objective(
+            out.chosen_logps,
+            out.rejected_logps,
+            out.ref_chosen_logps,
+            out.ref_rejected_logps,
+            out.gate_logits,
+            settings.objective,
+            estep_temperature=settings.temperature,
+        )
+        gate = self.policy.gate
+        if mode == "train" and isinstance(gate, GlobalGate) and gate.mode == "closed_form":
+            rho = robbins_monro_step_size(step, self.args.robbins_monro_kappa, self.args.robbins_monro_offset)
+            reduce_sum = self._reduce_sum if self.accelerator.num_processes > 1 else None
+            gate.update(result.q, rho, reduce_sum=reduce_sum)
+        self._store_metrics(
+            objective_metrics(result) | {"em/estep_temperature": torch.tensor(settings.temperature)}, mode
+        )
+        loss = result.loss.total
+        return (loss, {"q": result.q, "margins": result.margins.detach()}) if return_outputs else loss
+
+    def _reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        return self.accelerator.reduce(tensor, reduction="sum")
+
+    def _store_metrics(self, metrics: dict[str, torch.Tensor], mode: str) -> None:
+        names = list(metrics)
+        values = torch.stack([metrics[n].detach().float().reshape(()) for n in names]).to(self.args.device)
+        # One gather for all metrics: the mean over processes of each process's batch mean.
+        values = self.accelerator.gather_for_metrics(values[None]).reshape(-1, len(names)).mean(0)
+        for name, value in zip(names, values.tolist(), strict=True):
+            self._metrics[mode][name].append(value)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "train" if self.model.training else "eval"
+        metrics = {key: sum(values) / len(values) for key, values in self._metrics[mode].items() if values}
+        if mode == "eval":
+            metrics = {f"eval_{key}": value for key, value in metrics.items()}
+        logs = {**logs, **metrics}
+        super().log(logs, start_time)
+        self._metrics[mode].clear()
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+    # --- saving and resuming: checkpoints are loadable policies --------------------------------------
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return
+        self.accelerator.unwrap_model(self.model).save_pretrained(output_dir)
+        torch.save(self.args, Path(output_dir) / "training_args.bin")
+
+    def _load_from_checkpoint(
+        self, resume_from_checkpoint: str, model: torch.nn.Module | None = None
+    ) -> None:
+        target = self.accelerator.unwrap_model(model if model is not None else self.model)
+        saved = MixturePolicy.from_pretrained(resume_from_checkpoint)
+        missing, unexpected = target.load_state_dict(saved.state_dict(), strict=False)
+        if missing or unexpected:
+            raise MixDPOError(
+                f"checkpoint {resume_from_checkpoint} does not match this run's policy (missing "
+                f"{missing[:3]}, unexpected {unexpected[:3]}); resume with the config that wrote it"
+            )
+
+    def _load_best_model(self) -> None:
+        self._load_from_checkpoint(self.state.best_model_checkpoint)

@@ -1,0 +1,84 @@
+"""End to end through the CLI: train -> eval -> generate -> personalize, and demo, on tiny random models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from mixdpo.cli.main import main
+
+TINY = ["model=random:llama-tiny", "lora_r=4", "learning_rate=3e-3", "per_device_train_batch_size=8"]
+TINY += ["logging_steps=2", "disable_tqdm=true", "max_length=256"]
+
+
+def train_args(run_dir, task_files, *extra):
+    return ["train", f"output_dir={run_dir}", f"train_file={task_files['train']}", *TINY, *extra]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, task_files):
+    run_dir = tmp_path_factory.mktemp("run")
+    args = train_args(run_dir, task_files, f"eval_file={task_files['eval']}", "gate=user", "max_steps=6")
+    assert main([*args, "baseline=true"]) == 0
+    return run_dir
+
+
+def test_train_writes_the_run_directory_contract(trained_run):
+    for name in ("config.yaml", "metrics.jsonl", "eval.json", "report.md", "data_report.json"):
+        assert (trained_run / name).is_file(), name
+    assert (trained_run / "policy" / "mixdpo_policy.json").is_file()
+    records = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert any("em/elbo" in r and "rewards/accuracies" in r and "gate/weight_1" in r for r in records)
+    result = json.loads((trained_run / "eval.json").read_text())
+    for key in ("mixture_accuracy", "per_group_accuracy", "ari", "nmi", "routing_accuracy", "expert_usage"):
+        assert key in result
+    assert set(result["per_group_accuracy"]) == {"fans", "critics"}
+    assert result["baseline"]["num_experts"] == 1  # baseline=true trained plain DPO
+    assert (trained_run / "baseline" / "policy" / "mixdpo_policy.json").is_file()
+    assert list(trained_run.glob("*.png"))
+
+
+def test_eval_generate_and_personalize_on_the_trained_run(trained_run, task_files, capsys):
+    out = trained_run / "heldout.json"
+    assert main(["eval", str(trained_run), "--data", str(task_files["eval"]), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["num_pairs"] == 12
+
+    capsys.readouterr()
+    prompt = "User: review Dune\nAssistant:"
+    code = main(["generate", str(trained_run), "--prompt", prompt, "--user", "user_01", "--routing", "top1",
+                 "--max-new-tokens", "5", "--json", "--seed", "0"])  # fmt: skip
+    assert code == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["expert"] in (0, 1)
+    assert len(line["weights"]) == 2
+
+    personal = trained_run / "personal"
+    new = str(task_files["new_users"])
+    code = main(["personalize", str(trained_run), "--data", new, "--eval-data", new, "--out", str(personal),
+                 "--max-steps", "3"])  # fmt: skip
+    assert code == 0
+    summary = json.loads((personal / "personalize.json").read_text())
+    assert summary["new_users"]
+    assert summary["expert_parameters_trained"] == 0
+    assert summary["parameters_per_new_user"] == 2
+    # The experts are untouched: the adapters in the personalised policy equal the original ones.
+    for k in range(2):
+        before = load_file(trained_run / "policy" / "experts" / f"expert_{k}" / "adapter_model.safetensors")
+        after = load_file(personal / "policy" / "experts" / f"expert_{k}" / "adapter_model.safetensors")
+        assert before.keys() == after.keys()
+        assert all((before[n] == after[n]).all() for n in before)
+
+
+def test_demo_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
+    code = main(
+        ["demo", "--model", "random:llama-tiny", "--out", str(tmp_path), "max_steps=4", "disable_tqdm=true"]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "DPO (K=1)" in printed
+    assert "MoE-DPO (K=2)" in printed
+    summary = json.loads((tmp_path / "demo.json").read_text())
+    assert "critics" in summary["table"]
+    assert (tmp_path / "moe-dpo" / "report.md").is_file()
