@@ -14,6 +14,12 @@ __version__ = "0.1.0"
 # Public names -> the submodule that defines them; resolved on first access (PEP 562) so that
 # `mixdpo --help` does not pay for importing torch and transformers.
 _LAZY: dict[str, str] = {
+    "MixDPOConfig": "mixdpo.trainer",
+    "MixDPOTrainer": "mixdpo.trainer",
+    "MixturePolicy": "mixdpo.policy",
+    "PolicyConfig": "mixdpo.policy",
+    "build_preference_dataset": "mixdpo.data",
+    "load_model_and_tokenizer": "mixdpo.models",
     "ObjectiveConfig": "mixdpo.objective",
     "mix_dpo_objective": "mixdpo.objective",
     "objective_metrics": "mixdpo.objective",

@@ -13,8 +13,8 @@ completion token are ever scored. Two equivalent paths compute it:
   that predict a completion token and only then applies the output embedding (``lm_head``), so the
   vocabulary projection of prompt and padding positions is never computed (with long prompts, most of it).
 
-Both score rows in chunks, in float32, as gather(logits) - logsumexp(logits): neither materialises a
-second ``[N, T, V]`` tensor such as a full log_softmax.
+Both score rows in chunks, in float32 (float64 inputs stay float64), as gather(logits) - logsumexp(logits):
+neither materialises a second ``[N, T, V]`` tensor such as a full log_softmax.
 """
 
 from __future__ import annotations
@@ -94,7 +94,9 @@ def _score_rows(
     step = max(1, _CHUNK_ELEMENTS // max(vocab, 1))
     out = []
     for start in range(0, rows.shape[0], step):
-        logits = project(rows[start : start + step]).float()
+        logits = project(rows[start : start + step])
+        if logits.dtype in (torch.float16, torch.bfloat16):  # float64 stays float64 (exact tests)
+            logits = logits.float()
         tgt = targets[start : start + step, None]
         out.append(logits.gather(-1, tgt).squeeze(-1) - torch.logsumexp(logits, dim=-1))
     return torch.cat(out) if out else rows.new_zeros(0, dtype=torch.float32)

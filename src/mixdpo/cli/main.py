@@ -66,7 +66,8 @@ def _quiet_libraries() -> None:
     try:
         from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
+        # Weight-loading bars only; the verbosity stays (it also decides whether the Trainer shows its
+        # progress bar: disable_tqdm defaults to True above warning level).
         hf_logging.disable_progress_bar()
     except ImportError:  # pragma: no cover - transformers is a dependency
         pass

@@ -23,11 +23,22 @@ from torch import nn
 from mixdpo.errors import ConfigError
 from mixdpo.experts.base import ExpertBackend, pooled_prompt_features
 from mixdpo.experts.symmetry import add_absolute_noise_, expert_generator
-from mixdpo.logprobs import sequence_logps
+from mixdpo.logprobs import completion_logps_from_hidden, position_ids_from_attention_mask, sequence_logps
 
 
 def adapter_name(k: int) -> str:
     return f"expert_{k}"
+
+
+def _linear_module_names(model: nn.Module) -> list[str]:
+    """Leaf names of the linear (and GPT-2 Conv1D) layers except the output head ("all-linear")."""
+    head = model.get_output_embeddings()
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if module is not head and type(module).__name__ in ("Linear", "Conv1D")
+    }
+    return sorted(names)
 
 
 class LoraExperts(ExpertBackend):
@@ -38,6 +49,8 @@ class LoraExperts(ExpertBackend):
         num_experts: K.
         r, alpha, dropout, target_modules: the LoRA settings shared by all adapters (PEFT's ``LoraConfig``;
             ``target_modules="all-linear"`` adapts every linear/Conv1D layer except the output head).
+        top_layers: adapt only the top N transformer blocks (PEFT's ``layers_to_transform``). Backward then
+            stops at the lowest adapted block, which cuts the cost of a step roughly in proportion.
         init_noise: symmetry breaking: std of the N(0, init_noise^2) entries given to each adapter's B
             matrices (0 = off; see :mod:`mixdpo.experts.symmetry`).
         seed: seeds the symmetry-breaking noise.
@@ -57,6 +70,7 @@ class LoraExperts(ExpertBackend):
         alpha: int = 16,
         dropout: float = 0.0,
         target_modules: str | list[str] = "all-linear",
+        top_layers: int | None = None,
         init_noise: float = 0.01,
         seed: int = 0,
         reference_model: nn.Module | None = None,
@@ -67,6 +81,7 @@ class LoraExperts(ExpertBackend):
     ):
         super().__init__(num_experts, average_logps)
         self.r, self.alpha, self.dropout, self.target_modules = r, alpha, dropout, target_modules
+        self.top_layers = top_layers
         self.init_noise, self.seed = init_noise, seed
         self.base_identity = base_identity
         self._reference_identity = reference_identity
@@ -74,12 +89,21 @@ class LoraExperts(ExpertBackend):
             base_model.requires_grad_(False)
             # GPT-2 stores its linear layers transposed (Conv1D); telling PEFT up front avoids its warning.
             transposed = getattr(getattr(base_model, "config", None), "model_type", None) == "gpt2"
+            layers = None
+            if top_layers is not None:
+                depth = base_model.config.num_hidden_layers
+                if not 1 <= top_layers <= depth:
+                    raise ConfigError("lora_top_layers", f"must be between 1 and {depth}, got {top_layers}")
+                layers = list(range(depth - top_layers, depth))
+                if isinstance(target_modules, str):  # PEFT wants explicit names with layers_to_transform
+                    target_modules = _linear_module_names(base_model)
             lora = LoraConfig(
                 r=r,
                 lora_alpha=alpha,
                 lora_dropout=dropout,
                 target_modules=target_modules,
                 fan_in_fan_out=transposed,
+                layers_to_transform=layers,
             )
             _peft_model = get_peft_model(base_model, lora, adapter_name=adapter_name(0))
             for k in range(1, num_experts):
@@ -101,6 +125,22 @@ class LoraExperts(ExpertBackend):
         self._routing: list[str] | str | None = None
         for layer in self._lora_layers:
             layer.register_forward_pre_hook(self._inject_routing, with_kwargs=True)
+        # With adapters on the top blocks only, the trunk below them is shared by all experts and runs once
+        # (see _forward_shared_trunk); the blocks are found for the architectures the heads backend knows.
+        self._expand_rows: int | None = None
+        self._shared_blocks = self._adapted_blocks() if top_layers is not None and num_experts > 1 else None
+        for block in self._shared_blocks or []:
+            block.register_forward_pre_hook(self._expand_to_experts, with_kwargs=True)
+
+    def _adapted_blocks(self) -> list[nn.Module] | None:
+        from mixdpo.experts.heads import ARCHITECTURES
+
+        base = self.model.get_base_model()
+        arch = ARCHITECTURES.get(getattr(base.config, "model_type", None))
+        if arch is None or self.top_layers is None:
+            return None
+        blocks = getattr(getattr(base, arch.decoder), arch.blocks)
+        return list(blocks[len(blocks) - self.top_layers :])
 
     def _make_all_adapters_trainable(self) -> None:
         # PEFT marks only the active adapter trainable (and re-marks it whenever adapters are re-enabled,
@@ -145,6 +185,8 @@ class LoraExperts(ExpertBackend):
                 )[:, None]
         routing = [adapter_name(e) for e in range(k) for _ in range(n)]
         self._routing = routing
+        if self._shared_blocks is not None:
+            return self._forward_shared_trunk(input_ids, attention_mask, completion_mask)
         logps = sequence_logps(
             self.model,
             input_ids.repeat(k, 1),
@@ -153,6 +195,45 @@ class LoraExperts(ExpertBackend):
             average=self.average_logps,
         )
         return logps.view(k, n).T
+
+    def _forward_shared_trunk(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """With adapters on the top blocks only, the blocks below are the same for every expert: run them
+        once on N rows and repeat the hidden states K times at the first adapted block."""
+        k, n = self.num_experts, input_ids.shape[0]
+        self._expand_rows = n
+        try:
+            hidden = self.model.get_base_model().get_decoder()(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids_from_attention_mask(attention_mask),
+                use_cache=False,
+            )[0]
+        finally:
+            self._expand_rows = None
+        head = self.model.get_base_model().get_output_embeddings()
+        logps = completion_logps_from_hidden(
+            hidden, head, input_ids.repeat(k, 1), completion_mask.repeat(k, 1), average=self.average_logps
+        )
+        return logps.view(k, n).T
+
+    def _expand_to_experts(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        """Pre-hook of each adapted block: repeat every tensor whose batch dimension is N (the hidden
+        states at the first adapted block; masks, position ids and rotary embeddings at all of them)."""
+        n = self._expand_rows
+        if n is None:
+            return None
+        k = self.num_experts
+
+        def expand(value):
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == n:
+                return value.repeat(k, *([1] * (value.dim() - 1)))
+            if isinstance(value, tuple):
+                return tuple(expand(v) for v in value)
+            return value
+
+        return tuple(expand(a) for a in args), {key: expand(v) for key, v in kwargs.items()}
 
     @torch.no_grad()
     def reference_logps(
@@ -230,6 +311,7 @@ class LoraExperts(ExpertBackend):
             "alpha": self.alpha,
             "dropout": self.dropout,
             "target_modules": self.target_modules,
+            "top_layers": self.top_layers,
             "init_noise": self.init_noise,
             "seed": self.seed,
             "average_logps": self.average_logps,

@@ -13,7 +13,7 @@ from mixdpo.models import LoadedModel, load_model_and_tokenizer
 from mixdpo.policy.config import PolicyConfig
 
 _BACKEND_OPTIONS = {
-    "lora": {"r", "alpha", "dropout", "target_modules", "init_noise", "average_logps"},
+    "lora": {"r", "alpha", "dropout", "target_modules", "top_layers", "init_noise", "average_logps"},
     "heads": {"num_expert_layers", "expert_lm_head", "trunk_trainable", "init_noise", "average_logps"},
     "independent": {"init_noise", "per_expert_references", "average_logps"},
 }

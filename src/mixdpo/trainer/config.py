@@ -67,6 +67,13 @@ class MixDPOConfig(TrainingArguments):
         default="all-linear",
         metadata={"help": "lora: modules to adapt (PEFT syntax; comma-separated names or all-linear)."},
     )
+    lora_top_layers: int | None = field(
+        default=None,
+        metadata={
+            "help": "lora: adapt only the top N blocks (backward stops there: a much cheaper step); "
+            "None = all."
+        },
+    )
     heads_num_layers: int | None = field(
         default=None, metadata={"help": "heads: top blocks copied per expert (default min(2, blocks - 1))."}
     )
@@ -257,6 +264,7 @@ class MixDPOConfig(TrainingArguments):
                 "alpha": self.lora_alpha,
                 "dropout": self.lora_dropout,
                 "target_modules": target,
+                "top_layers": self.lora_top_layers,
             }
         elif self.backend == "heads":
             options = {

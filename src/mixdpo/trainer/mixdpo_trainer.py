@@ -19,7 +19,9 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 from transformers import Trainer
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from mixdpo.data import PreferenceCollator, PreferenceDataset
 from mixdpo.errors import MixDPOError
@@ -27,8 +29,8 @@ from mixdpo.gating import GlobalGate
 from mixdpo.objective import mix_dpo_objective, objective_metrics, robbins_monro_step_size
 from mixdpo.policy import MixturePolicy
 from mixdpo.reference import ReferenceCache, ReferenceTable, attach_reference
+from mixdpo.trainer.callbacks import CompactPrinterCallback, CompactProgressCallback, MetricsJsonlCallback
 from mixdpo.trainer.config import MixDPOConfig
-from mixdpo.trainer.metrics_log import MetricsJsonlCallback
 from mixdpo.trainer.schedule import ObjectiveSchedule
 
 logger = logging.getLogger(__name__)
@@ -106,6 +108,13 @@ class MixDPOTrainer(Trainer):
             callbacks=callbacks,
             optimizers=optimizers,
         )
+        # The Trainer prints ~30 metrics per log event; show a short line instead (all go to metrics.jsonl).
+        if args.disable_tqdm:
+            self.remove_callback(PrinterCallback)
+            self.add_callback(CompactPrinterCallback)
+        else:
+            self.remove_callback(ProgressCallback)
+            self.add_callback(CompactProgressCallback)
         self.reference_cache = reference_cache or ReferenceCache(args.reference_cache_dir)
         self._reference_tables: dict[int, ReferenceTable] = {}
         self._active_table: dict[str, ReferenceTable | None] = {"train": None, "eval": None}
@@ -158,10 +167,11 @@ class MixDPOTrainer(Trainer):
         policy.eval()
         try:
             score_fn = policy.reference_score_fn()
+            show = not self.args.disable_tqdm and self.is_world_process_zero()
             table = self.reference_cache.get_or_compute(
                 key,
                 lambda batch: score_fn(self._prepare_inputs(batch)),
-                lambda: loader,
+                lambda: tqdm(loader, desc="reference log-probs (once per dataset)", disable=not show),
                 len(dataset),
                 require_prompt_features=policy.gate.needs_prompt_features,
             )
