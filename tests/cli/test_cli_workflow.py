@@ -13,14 +13,14 @@ TINY = ["model=random:llama-tiny", "lora_r=4", "learning_rate=3e-3", "per_device
 TINY += ["logging_steps=2", "disable_tqdm=true", "max_length=256"]
 
 
-def train_args(run_dir, task_files, *extra):
-    return ["train", f"output_dir={run_dir}", f"train_file={task_files['train']}", *TINY, *extra]
+def train_args(run_dir, small_task, *extra):
+    return ["train", f"output_dir={run_dir}", f"train_file={small_task['train']}", *TINY, *extra]
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, task_files):
+def trained_run(tmp_path_factory, small_task):
     run_dir = tmp_path_factory.mktemp("run")
-    args = train_args(run_dir, task_files, f"eval_file={task_files['eval']}", "gate=user", "max_steps=6")
+    args = train_args(run_dir, small_task, f"eval_file={small_task['eval']}", "gate=user", "max_steps=6")
     assert main([*args, "baseline=true"]) == 0
     return run_dir
 
@@ -40,9 +40,9 @@ def test_train_writes_the_run_directory_contract(trained_run):
     assert list(trained_run.glob("*.png"))
 
 
-def test_eval_generate_and_personalize_on_the_trained_run(trained_run, task_files, capsys):
+def test_eval_generate_and_personalize_on_the_trained_run(trained_run, small_task, capsys):
     out = trained_run / "heldout.json"
-    assert main(["eval", str(trained_run), "--data", str(task_files["eval"]), "--out", str(out)]) == 0
+    assert main(["eval", str(trained_run), "--data", str(small_task["eval"]), "--out", str(out)]) == 0
     assert json.loads(out.read_text())["num_pairs"] == 12
 
     capsys.readouterr()
@@ -55,7 +55,7 @@ def test_eval_generate_and_personalize_on_the_trained_run(trained_run, task_file
     assert len(line["weights"]) == 2
 
     personal = trained_run / "personal"
-    new = str(task_files["new_users"])
+    new = str(small_task["new_users"])
     code = main(["personalize", str(trained_run), "--data", new, "--eval-data", new, "--out", str(personal),
                  "--max-steps", "3"])  # fmt: skip
     assert code == 0

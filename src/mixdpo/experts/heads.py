@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mixdpo.errors import ConfigError
-from mixdpo.experts.base import ExpertBackend, mean_pool
+from mixdpo.experts.base import ExpertBackend
 from mixdpo.experts.symmetry import add_relative_noise_, expert_generator
 from mixdpo.logprobs import completion_logps_from_hidden, position_ids_from_attention_mask
 
@@ -265,17 +265,6 @@ class HeadsExperts(ExpertBackend):
             )[:, None]
         hidden, args, kwargs = self._run_trunk(input_ids, attention_mask)
         return self._reference_from_trunk(hidden, args, kwargs, input_ids, completion_mask)
-
-    @torch.no_grad()
-    def prompt_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        model = self.feature_model()
-        hidden = model.get_decoder()(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids_from_attention_mask(attention_mask),
-            use_cache=False,
-        )[0]
-        return mean_pool(hidden, attention_mask)
 
     def feature_model(self) -> nn.Module:
         return self.reference if self.reference is not None else self.base

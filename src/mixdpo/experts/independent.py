@@ -101,26 +101,17 @@ class IndependentExperts(ExpertBackend):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor
     ) -> torch.Tensor:
         """[N, K]: each expert's own forward pass."""
-        return torch.stack(
-            [
-                sequence_logps(m, input_ids, attention_mask, completion_mask, average=self.average_logps)
-                for m in self.experts
-            ],
-            dim=-1,
-        )
+        return self._score(self.experts, input_ids, attention_mask, completion_mask)
+
+    def _score(self, models: nn.ModuleList, *batch: torch.Tensor) -> torch.Tensor:
+        return torch.stack([sequence_logps(m, *batch, average=self.average_logps) for m in models], dim=-1)
 
     @torch.no_grad()
     def reference_logps(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor
     ) -> torch.Tensor:
         """[N, R] with R = 1 (shared reference) or K (per-expert references)."""
-        return torch.stack(
-            [
-                sequence_logps(r, input_ids, attention_mask, completion_mask, average=self.average_logps)
-                for r in self.references
-            ],
-            dim=-1,
-        )
+        return self._score(self.references, input_ids, attention_mask, completion_mask)
 
     @property
     def num_reference_columns(self) -> int:
