@@ -21,7 +21,9 @@ import sys
 import time
 
 
-def one(model: str, backend: str, k: int, steps: int, batch: int, length: int) -> dict:
+def one(
+    model: str, backend: str, k: int, steps: int, batch: int, length: int, top_layers: int | None
+) -> dict:
     import torch
 
     from mixdpo.objective import ObjectiveConfig, mix_dpo_objective
@@ -29,6 +31,8 @@ def one(model: str, backend: str, k: int, steps: int, batch: int, length: int) -
 
     torch.manual_seed(0)
     options = {"num_expert_layers": 2} if backend == "heads" else {}
+    if backend == "lora" and top_layers:
+        options["top_layers"] = top_layers
     policy = MixturePolicy.create(
         PolicyConfig(model=model, num_experts=k, backend=backend, backend_options=options)
     ).train()
@@ -73,18 +77,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch", type=int, default=4, help="pairs per step")
     parser.add_argument("--length", type=int, default=128, help="tokens per sequence")
+    parser.add_argument("--lora-top-layers", type=int, default=0, help="lora: adapt only the top N blocks")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--_one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._one:
         backend, k = args._one.split(":")
-        print(json.dumps(one(args.model, backend, int(k), args.steps, args.batch, args.length)))
+        result = one(args.model, backend, int(k), args.steps, args.batch, args.length, args.lora_top_layers)
+        print(json.dumps(result))
         return
     rows = []
     for backend in args.backends.split(","):
         for k in map(int, args.experts.split(",")):
-            cmd = [sys.executable, __file__, "--model", args.model, "--steps", str(args.steps), "--batch",
-                   str(args.batch), "--length", str(args.length), "--_one", f"{backend}:{k}"]  # fmt: skip
+            cmd = [sys.executable, __file__, "--model", args.model, "--steps", str(args.steps),
+                   "--batch", str(args.batch), "--length", str(args.length),
+                   "--lora-top-layers", str(args.lora_top_layers), "--_one", f"{backend}:{k}"]  # fmt: skip
             out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), flush=True)
