@@ -82,3 +82,12 @@ def test_demo_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
     summary = json.loads((tmp_path / "demo.json").read_text())
     assert "critics" in summary["table"]
     assert (tmp_path / "moe-dpo" / "report.md").is_file()
+
+
+def test_eval_can_refuse_users_unseen_in_training(trained_run, small_task, capsys):
+    code = main(["eval", str(trained_run), "--data", str(small_task["new_users"]), "--known-users-only"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert str(small_task["new_users"]) in err
+    assert "row 1" in err
+    assert "user_id" in err
