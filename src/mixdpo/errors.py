@@ -41,3 +41,23 @@ class DataError(MixDPOError, ValueError):
             if part
         )
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class TrainingInterrupted(MixDPOError):
+    """Training stopped on SIGINT / SIGTERM after writing a complete checkpoint (exit code 130 / 143).
+
+    Attributes:
+        checkpoint: the checkpoint directory to resume from.
+        signal_name: ``SIGINT`` or ``SIGTERM``.
+    """
+
+    def __init__(self, checkpoint: str | None, signal_name: str):
+        self.checkpoint, self.signal_name = checkpoint, signal_name
+        where = f"checkpoint written to {checkpoint}" if checkpoint else "no checkpoint could be written"
+        super().__init__(
+            f"interrupted by {signal_name}: {where}; run the same command with --resume to continue"
+        )
+
+
+class NumericalFault(MixDPOError):
+    """Training stopped because too many consecutive steps had non-finite gradients."""

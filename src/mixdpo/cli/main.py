@@ -1,7 +1,8 @@
 """Entry point of the ``mixdpo`` command: builds the sub-command parser and maps errors to exit codes.
 
 Exit codes: 0 success, 1 unexpected internal error (a bug: traceback shown), 2 a user mistake (bad
-option, bad data: one clear message, no traceback), 130 interrupted.
+option, bad data: one clear message, no traceback) or a run that stopped on a numerical fault, 130 / 143
+interrupted by SIGINT / SIGTERM (after writing a checkpoint to resume from).
 """
 
 from __future__ import annotations
@@ -44,11 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if extra and args.command not in TAKES_OVERRIDES:
         parser.error(f"unrecognized arguments for '{args.command}': {' '.join(extra)}")
-    from mixdpo.errors import MixDPOError
+    from mixdpo.errors import MixDPOError, TrainingInterrupted
 
     _quiet_libraries()
     try:
         return int(args._run(args, extra) or 0)
+    except TrainingInterrupted as err:
+        print(f"mixdpo {args.command}: {err}", file=sys.stderr)
+        return 143 if err.signal_name == "SIGTERM" else 130
     except MixDPOError as err:
         print(f"mixdpo {args.command}: error: {err}", file=sys.stderr)
         return 2

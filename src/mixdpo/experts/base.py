@@ -87,6 +87,22 @@ class ExpertBackend(nn.Module):
         for p in self.shared_parameters():
             p.requires_grad_(trainable)
 
+    @torch.no_grad()
+    def reseed_expert(self, dst: int, src: int, noise: float, seed: int) -> None:
+        """Make expert ``dst`` a perturbed copy of expert ``src`` (collapse recovery: split a busy expert).
+
+        p_dst <- p_src + noise * rms(p_src) * eps, with seeded eps; the two differ from then on, so EM can
+        let them specialise on different parts of the data ``src`` explained alone.
+        """
+        from mixdpo.experts.symmetry import add_relative_noise_, expert_generator
+
+        dst_params, src_params = list(self.expert_parameters(dst)), list(self.expert_parameters(src))
+        if len(dst_params) != len(src_params):
+            raise ValueError(f"experts {dst} and {src} have different parameter lists")
+        for p_dst, p_src in zip(dst_params, src_params, strict=True):
+            p_dst.copy_(p_src)
+        add_relative_noise_(dst_params, noise, expert_generator(seed, dst))
+
     def frozen_modules(self) -> list[nn.Module]:
         """Modules that must stay in eval mode (separate reference models); see :meth:`train`."""
         return []

@@ -55,6 +55,11 @@ class Gate(nn.Module):
     def forward(self, inputs: GateInputs) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def split_expert(self, src: int, dst: int) -> None:
+        """Route to ``dst`` exactly as to ``src`` and halve both: w_dst = w_src = (old w_src) / 2 for every
+        input (collapse recovery, together with copying the expert)."""
+        raise NotImplementedError
+
 
 def sparsify_top_k(logits: torch.Tensor, top_k: int | None) -> torch.Tensor:
     """Keep the ``top_k`` largest logits per row and set the rest to -inf (inference-time routing).

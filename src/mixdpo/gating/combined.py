@@ -31,5 +31,9 @@ class PromptUserGate(Gate):
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, "prompt": self.prompt.config(), "user": self.user.config()}
 
+    def split_expert(self, src: int, dst: int) -> None:
+        self.prompt.split_expert(src, dst)
+        self.user.split_expert(src, dst, halve=False)
+
     def forward(self, inputs: GateInputs) -> torch.Tensor:
         return self.prompt(inputs) + self.user(inputs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -51,6 +52,17 @@ class GlobalGate(Gate):
         if self.mode == "learned":
             return self.logits
         return self.weights.clamp(min=torch.finfo(self.weights.dtype).tiny).log()
+
+    @torch.no_grad()
+    def split_expert(self, src: int, dst: int) -> None:
+        if self.mode == "learned":
+            self.logits[dst] = self.logits[src] - math.log(2.0)
+            self.logits[src] -= math.log(2.0)
+        else:
+            half = self.weights[src] / 2
+            self.weights[src] = half
+            self.weights[dst] = half
+            self.weights /= self.weights.sum()
 
     @torch.no_grad()
     def update(self, q: torch.Tensor, step_size: float, reduce_sum=None, min_weight: float = 0.0) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -53,6 +54,13 @@ class PromptGate(Gate):
             "hidden_dim": self.hidden_dim,
             "dropout": self.dropout,
         }
+
+    @torch.no_grad()
+    def split_expert(self, src: int, dst: int) -> None:
+        last = self.mlp[-1]
+        last.weight[dst] = last.weight[src]
+        last.bias[dst] = last.bias[src] - math.log(2.0)
+        last.bias[src] -= math.log(2.0)
 
     def forward(self, inputs: GateInputs) -> torch.Tensor:
         """Returns [B, K] logits."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -68,6 +69,17 @@ class UserGate(Gate):
             keep = torch.rand(user_ids.shape, device=user_ids.device) >= self.user_dropout
             known = known & keep
         return torch.where(known, user_ids, torch.full_like(user_ids, self.fallback_index))
+
+    @torch.no_grad()
+    def split_expert(self, src: int, dst: int, halve: bool = True) -> None:
+        """Copy expert ``src``'s column to ``dst`` (and subtract log 2 from both unless ``halve`` is False:
+        a combined gate halves in its prompt part)."""
+        shift = math.log(2.0) if halve else 0.0
+        self.table.weight[:, dst] = self.table.weight[:, src] - shift
+        self.table.weight[:, src] -= shift
+        if self.features is not None:
+            self.features.weight[dst] = self.features.weight[src]
+            self.features.bias[dst] = self.features.bias[src]
 
     def forward(self, inputs: GateInputs) -> torch.Tensor:
         """Returns [B, K] logits."""

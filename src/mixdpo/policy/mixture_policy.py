@@ -7,6 +7,7 @@ scores and generates.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from torch import nn
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from mixdpo import __version__
+from mixdpo.atomic import fsync_tree
 from mixdpo.batch import (
     ATTENTION_MASK,
     COMPLETION_MASK,
@@ -230,6 +232,9 @@ class MixturePolicy(nn.Module):
         """Write config (JSON), experts (PEFT / safetensors / transformers formats), gate and tokenizer."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        # The config file is removed first and written last (atomically): a save interrupted half-way
+        # leaves a directory that refuses to load instead of one that loads mixed old and new weights.
+        (directory / CONFIG_FILE).unlink(missing_ok=True)
         self.backend.save(directory / "experts")
         gate_state = {n: t.detach().contiguous() for n, t in self.gate.state_dict().items()}
         save_file(gate_state, str(directory / "gate.safetensors"))
@@ -243,7 +248,10 @@ class MixturePolicy(nn.Module):
             "users": self.users,
             "num_user_features": self.num_user_features,
         }
-        (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        tmp = directory / f".{CONFIG_FILE}.tmp"
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+        fsync_tree(directory)
+        os.replace(tmp, directory / CONFIG_FILE)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> MixturePolicy:

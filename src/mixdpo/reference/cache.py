@@ -18,7 +18,6 @@ import logging
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mixdpo import __version__
+from mixdpo.atomic import fsync_file, replace_dir
 from mixdpo.errors import ConfigError
 from mixdpo.reference.table import Batch, ReferenceStats, ReferenceTable, ScoreFn, compute_reference_logps
 
@@ -161,8 +161,8 @@ class ReferenceCache:
             }
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
             for name in (LOGPS_FILE, META_FILE):
-                _fsync(tmp / name)
-            _replace_dir(tmp, final)
+                fsync_file(tmp / name)
+            replace_dir(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
         return final
@@ -210,29 +210,3 @@ def _read_entry(entry: Path, key: ReferenceKey, num_examples: int) -> ReferenceT
     if meta.get("has_prompt_features") != ("prompt_features" in tensors):
         raise ValueError("prompt_features presence disagrees with meta.json")
     return ReferenceTable(tensors["chosen"], tensors["rejected"], tensors.get("prompt_features"))
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Rename ``tmp`` to ``final``; an existing (invalid) ``final`` is moved aside first, because a
-    directory cannot be renamed onto a non-empty one."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name[:16]}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(final, old)
-    try:
-        os.replace(tmp, final)
-    except OSError:
-        if not final.exists():
-            raise
-        # Another process wrote the same entry in between; keep theirs (it is validated when loaded).
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)

@@ -218,6 +218,31 @@ class MixDPOConfig(TrainingArguments):
     reference_cache_dir: str | None = field(
         default=None, metadata={"help": "Cache directory (default $MIXDPO_CACHE_DIR or ~/.cache/mixdpo)."}
     )
+    # ----- reliability ---------------------------------------------------------------------------------
+    max_nonfinite_steps: int = field(
+        default=5,
+        metadata={
+            "help": "Steps with non-finite gradients are skipped; training stops after this many in a row."
+        },
+    )
+    collapse_action: str = field(
+        default="warn",
+        metadata={
+            "help": "Expert collapse (an unused or duplicated expert): warn (report it), reseed (re-seed it "
+            "as a perturbed copy of the busiest expert and split that expert's gate weight), or off."
+        },
+    )
+    collapse_min_usage: float = field(
+        default=0.02, metadata={"help": "An expert whose mean responsibility stays below this is unused."}
+    )
+    collapse_patience: int = field(
+        default=25,
+        metadata={"help": "Consecutive steps an expert must look unused / duplicated to be reported."},
+    )
+    collapse_tolerance: float = field(
+        default=1e-4,
+        metadata={"help": "Experts whose margins differ by less than this on every pair are duplicates."},
+    )
     # ----- run ---------------------------------------------------------------------------------------
     baseline: bool = field(
         default=False,
@@ -245,6 +270,10 @@ class MixDPOConfig(TrainingArguments):
         for name in ("estep_warmup_steps", "gate_warmup_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.collapse_action not in ("warn", "reseed", "off"):
+            raise ConfigError("collapse_action", f"got {self.collapse_action!r}; choose warn, reseed or off")
+        if self.max_nonfinite_steps < 1:
+            raise ConfigError("max_nonfinite_steps", f"must be >= 1, got {self.max_nonfinite_steps}")
         if not self.gate_learning_rate > 0:
             raise ConfigError("gate_learning_rate", f"must be > 0, got {self.gate_learning_rate}")
         # Build the parts once here so that a bad value fails before any model is loaded.

@@ -2,10 +2,11 @@
 
     load_config("run.yaml", ["num_experts=4", "gate=prompt+user", "report_to=[tensorboard]"])
 
-Override values are parsed as YAML scalars/lists (``4`` is an int, ``true`` a bool, ``[a, b]`` a list,
-``null`` None). Keys are the config's field names; a dotted key (``a.b=1``) sets a key inside a dict-valued
-field. Unknown keys and values of the wrong type are :class:`~mixdpo.errors.ConfigError`s that name the key,
-say what was expected and suggest the closest known key.
+A bare ``--flag`` means ``flag=true``. Override values are parsed as YAML scalars/lists (``4`` is an int,
+``true`` a bool, ``[a, b]`` a list, ``null`` None). Keys are the config's field names; a dotted key
+(``a.b=1``) sets a key inside a dict-valued field. Unknown keys and values of the wrong type are
+:class:`~mixdpo.errors.ConfigError`s that name the key, say what was expected and suggest the closest
+known key.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = item.lstrip("-").partition("=")
+        if not sep and item.startswith("--") and key:
+            sep, raw = "=", "true"  # a bare --flag switches a boolean option on (--skip-invalid)
         if not sep or not key:
             raise ConfigError(item, "overrides look like key=value (e.g. num_experts=4)")
         try:

@@ -12,6 +12,7 @@ checkpointing and resume, ``report_to`` loggers, progress bars. Metrics use TRL'
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -20,20 +21,31 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from mixdpo.data import PreferenceCollator, PreferenceDataset
-from mixdpo.errors import MixDPOError
+from mixdpo.errors import MixDPOError, NumericalFault, TrainingInterrupted
 from mixdpo.gating import GlobalGate
 from mixdpo.objective import mix_dpo_objective, objective_metrics, robbins_monro_step_size
 from mixdpo.policy import MixturePolicy
 from mixdpo.reference import ReferenceCache, ReferenceTable, attach_reference
 from mixdpo.trainer.callbacks import CompactPrinterCallback, CompactProgressCallback, MetricsJsonlCallback
+from mixdpo.trainer.checkpoints import COMPLETE_MARKER, last_complete_checkpoint, mark_complete
+from mixdpo.trainer.collapse import CollapseEvent, CollapseMonitor
 from mixdpo.trainer.config import MixDPOConfig
+from mixdpo.trainer.guards import InterruptHandler, NonFiniteGuard
 from mixdpo.trainer.schedule import ObjectiveSchedule
 
 logger = logging.getLogger(__name__)
+
+
+class _ApplyCollapseActions(TrainerCallback):
+    def __init__(self, trainer: MixDPOTrainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trainer.apply_collapse_actions()
 
 
 class PolicyUsers:
@@ -115,6 +127,18 @@ class MixDPOTrainer(Trainer):
         else:
             self.remove_callback(ProgressCallback)
             self.add_callback(CompactProgressCallback)
+        self.interrupt = InterruptHandler()
+        self.nonfinite = NonFiniteGuard(args.max_nonfinite_steps)
+        self.add_callback(self.interrupt)
+        self.add_callback(self.nonfinite)
+        self.add_callback(_ApplyCollapseActions(self))
+        self.collapse = None
+        if args.collapse_action != "off":
+            self.collapse = CollapseMonitor(
+                model.num_experts, args.collapse_min_usage, args.collapse_patience, args.collapse_tolerance
+            )
+        self.collapse_events: list[CollapseEvent] = []
+        self._pending_collapse: list[tuple[CollapseEvent, int]] = []
         self.reference_cache = reference_cache or ReferenceCache(args.reference_cache_dir)
         self._reference_tables: dict[int, ReferenceTable] = {}
         self._active_table: dict[str, ReferenceTable | None] = {"train": None, "eval": None}
@@ -240,8 +264,46 @@ class MixDPOTrainer(Trainer):
         self._store_metrics(
             objective_metrics(result) | {"em/estep_temperature": torch.tensor(settings.temperature)}, mode
         )
+        if mode == "train" and self.collapse is not None:
+            self._watch_collapse(result.q, result.margins.detach(), step)
         loss = result.loss.total
         return (loss, {"q": result.q, "margins": result.margins.detach()}) if return_outputs else loss
+
+    def _watch_collapse(self, q: torch.Tensor, margins: torch.Tensor, step: int) -> None:
+        usage = q.mean(0)
+        for event in self.collapse.update(q, margins, step):
+            others = usage.clone()
+            others[event.expert] = -1.0
+            # Acting needs the parameters untouched until backward: queued until the step ends.
+            self._pending_collapse.append((event, int(others.argmax())))
+
+    def apply_collapse_actions(self) -> None:
+        """Report (and with collapse_action=reseed, repair) the collapses detected during the last step."""
+        for event, busiest in self._pending_collapse:
+            action = "reported"
+            trainable = any(p.requires_grad for p in self.policy.backend.expert_parameters(event.expert))
+            if self.args.collapse_action == "reseed" and trainable:
+                noise = self.args.init_noise if self.args.init_noise > 0 else 0.01
+                self.policy.backend.reseed_expert(
+                    event.expert, busiest, noise, seed=self.args.seed + event.step
+                )
+                self.policy.gate.split_expert(busiest, event.expert)
+                if self.optimizer is not None:  # fresh Adam moments for the new copy
+                    for p in self.policy.backend.expert_parameters(event.expert):
+                        self.optimizer.state.pop(p, None)
+                action = f"reseeded from expert {busiest}"
+            event = dataclasses.replace(event, action=action)
+            self.collapse_events.append(event)
+            what = "unused" if event.kind == "dead" else f"a duplicate of expert {event.twin}"
+            logger.warning(
+                "step %d: expert %d is %s (usage %.3f); %s",
+                event.step,
+                event.expert,
+                what,
+                event.usage,
+                action,
+            )
+        self._pending_collapse.clear()
 
     def _reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         return self.accelerator.reduce(tensor, reduction="sum")
@@ -259,6 +321,9 @@ class MixDPOTrainer(Trainer):
         metrics = {key: sum(values) / len(values) for key, values in self._metrics[mode].items() if values}
         if mode == "eval":
             metrics = {f"eval_{key}": value for key, value in metrics.items()}
+        elif metrics:
+            metrics["train/skipped_nonfinite_steps"] = float(self.nonfinite.skipped)
+            metrics["train/collapse_events"] = float(len(self.collapse_events))
         logs = {**logs, **metrics}
         super().log(logs, start_time)
         self._metrics[mode].clear()
@@ -270,6 +335,38 @@ class MixDPOTrainer(Trainer):
         return loss.detach(), None, None
 
     # --- saving and resuming: checkpoints are loadable policies --------------------------------------
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
+        """``Trainer.train``; ``resume_from_checkpoint=True`` takes the last *complete* checkpoint. Raises
+        :class:`~mixdpo.errors.TrainingInterrupted` after a SIGINT/SIGTERM checkpoint and
+        :class:`~mixdpo.errors.NumericalFault` when too many steps in a row had non-finite gradients."""
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise MixDPOError(
+                    f"nothing to resume: {self.args.output_dir} has no complete checkpoint-N directory "
+                    "(set save_strategy=steps to write them, or drop --resume)"
+                )
+        result = super().train(resume_from_checkpoint=resume_from_checkpoint or None, **kwargs)
+        if self.nonfinite.failed:
+            guard = self.nonfinite
+            raise NumericalFault(
+                f"training stopped at step {self.state.global_step}: {guard.consecutive} steps in a row had "
+                f"non-finite (inf/NaN) gradients (first at step {guard.first_bad_step}; {guard.skipped} "
+                "skipped in all). Lower learning_rate, keep max_grad_norm, use model_dtype=float32, or look "
+                "for extreme rows in the data"
+            )
+        if self.interrupt.signal_name is not None:
+            checkpoint = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+            written = str(checkpoint) if (checkpoint / COMPLETE_MARKER).is_file() else None
+            raise TrainingInterrupted(written, self.interrupt.signal_name)
+        return result
+
+    def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
+        super()._save_checkpoint(model, trial)
+        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        if self.args.should_save and folder.is_dir():
+            mark_complete(folder, self.state.global_step, [e.to_dict() for e in self.collapse_events])
+
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if not self.args.should_save:
@@ -280,6 +377,12 @@ class MixDPOTrainer(Trainer):
     def _load_from_checkpoint(
         self, resume_from_checkpoint: str, model: torch.nn.Module | None = None
     ) -> None:
+        folder = Path(resume_from_checkpoint)
+        if (folder / "trainer_state.json").is_file() and not (folder / COMPLETE_MARKER).is_file():
+            raise MixDPOError(
+                f"checkpoint {folder} is incomplete (the run stopped while writing it); resume from an "
+                "earlier checkpoint or delete it"
+            )
         target = self.accelerator.unwrap_model(model if model is not None else self.model)
         saved = MixturePolicy.from_pretrained(resume_from_checkpoint)
         missing, unexpected = target.load_state_dict(saved.state_dict(), strict=False)
