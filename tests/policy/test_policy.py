@@ -126,3 +126,16 @@ def test_score_renders_chat_prompts_with_the_template():
     )
     plain = policy.score([text], ["hello<|im_end|>\n"])
     torch.testing.assert_close(chat.logps, plain.logps)
+
+
+def test_the_same_config_builds_the_same_initial_policy_whatever_the_global_rng():
+    config = PolicyConfig(num_experts=2, backend="lora", seed=3)
+    torch.manual_seed(0)
+    a = MixturePolicy.create(config).state_dict()
+    torch.manual_seed(12345)
+    torch.rand(100)
+    b = MixturePolicy.create(config).state_dict()
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    state = torch.random.get_rng_state()
+    MixturePolicy.create(config)
+    assert torch.equal(state, torch.random.get_rng_state())  # the caller's RNG is left alone

@@ -91,3 +91,14 @@ def test_metrics_jsonl_has_trl_and_em_names(tmp_path, small_task):
                  "em/usage_0", "em/usage_1", "gate/weight_0", "rewards/expert_1/accuracies"):  # fmt: skip
         assert name in logged, name
     assert [r["step"] for r in records if "loss" in r] == [2, 4]
+
+
+def test_computing_references_leaves_the_rng_as_loading_them_does(tmp_path, small_task):
+    # A cache miss (computed) and a hit (loaded) must leave the same global RNG state, or two runs of one
+    # config would draw different Gumbel noise / user dropout depending on the cache.
+    trainer, _ = make_trainer(tmp_path, small_task)
+    dataset = trainer.train_dataset
+    torch.manual_seed(0)
+    state = torch.random.get_rng_state()
+    trainer.reference_table(dataset)  # computed
+    assert torch.equal(torch.random.get_rng_state(), state)

@@ -44,7 +44,15 @@ def _check_options(given: dict[str, Any], allowed: set[str], what: str) -> None:
 
 
 def build_backend(config: PolicyConfig, base: LoadedModel) -> ExpertBackend:
-    """A fresh backend with K symmetry-broken experts on ``base``."""
+    """A fresh backend with K symmetry-broken experts on ``base``; the same config always gives the same
+    initial experts (PEFT draws LoRA's A matrices from the global RNG: it is seeded here with
+    ``config.seed``, and the caller's RNG state is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return _build_backend(config, base)
+
+
+def _build_backend(config: PolicyConfig, base: LoadedModel) -> ExpertBackend:
     options = dict(config.backend_options)
     _check_options(options, _BACKEND_OPTIONS[config.backend], "backend_options")
     reference = None

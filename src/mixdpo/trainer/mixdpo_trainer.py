@@ -189,16 +189,20 @@ class MixDPOTrainer(Trainer):
         )
         was_training = policy.training
         policy.eval()
+        show = not self.args.disable_tqdm and self.is_world_process_zero()
+        score_fn = policy.reference_score_fn()
+        # Iterating a DataLoader draws a seed from the global RNG: fork it, so that a cache miss and a
+        # cache hit leave the same RNG state behind (otherwise a run that computed its references and one
+        # that loaded them would sample different Gumbel noise and user dropout).
         try:
-            score_fn = policy.reference_score_fn()
-            show = not self.args.disable_tqdm and self.is_world_process_zero()
-            table = self.reference_cache.get_or_compute(
-                key,
-                lambda batch: score_fn(self._prepare_inputs(batch)),
-                lambda: tqdm(loader, desc="reference log-probs (once per dataset)", disable=not show),
-                len(dataset),
-                require_prompt_features=policy.gate.needs_prompt_features,
-            )
+            with torch.random.fork_rng(devices=[]):
+                table = self.reference_cache.get_or_compute(
+                    key,
+                    lambda batch: score_fn(self._prepare_inputs(batch)),
+                    lambda: tqdm(loader, desc="reference log-probs (once per dataset)", disable=not show),
+                    len(dataset),
+                    require_prompt_features=policy.gate.needs_prompt_features,
+                )
         finally:
             policy.train(was_training)
         self._reference_tables[id(dataset)] = table
