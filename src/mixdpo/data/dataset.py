@@ -176,11 +176,13 @@ def build_preference_dataset(
     if user_feature_columns is not None:
         columns = replace(columns, user_feature_columns=tuple(user_feature_columns))
     settings = settings or TokenizationSettings()
-    rows = load_preference_rows(source, split=split)
-    report = BuildReport(rows_read=len(rows))
+    unreadable: list[SkippedRow] = []
+    rows = load_preference_rows(source, split=split, skipped=unreadable if skip_invalid else None)
+    report = BuildReport(rows_read=len(rows) + len(unreadable))
     valid, report.invalid = validate_rows(
         rows, columns=columns, skip_invalid=skip_invalid, known_users=known_users
     )
+    report.invalid = unreadable + report.invalid
     optional = detect_optional_columns(valid, columns)
     records: list[PreferenceRecord] = []
     for row in valid:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mixdpo.data.rows import RawRow
+from mixdpo.data.rows import RawRow, SkippedRow
 from mixdpo.errors import DataError
 
 EXAMPLE_ROW = '{"prompt": "...", "chosen": "...", "rejected": "..."}'
@@ -63,18 +63,29 @@ def _json_kind(value: Any) -> str:
     return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
 
 
-def _read_jsonl(path: Path, split: str | None) -> list[RawRow]:
+def read_jsonl_lines(path: Path, skipped: list[SkippedRow] | None = None) -> list[RawRow]:
+    """Rows of a JSON Lines file; with ``skipped`` given, an undecodable or unparsable line is recorded
+    there (file, row, message) and left out instead of stopping the read (``skip_invalid``)."""
     rows = []
     with path.open("rb") as f:
         for line_no, raw in enumerate(f, start=1):
             try:
-                # Decode per line so that a bad byte is reported on its own line.
-                text = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(_not_utf8(raw, e), path=str(path), row=line_no) from None
-            if text.strip():
-                rows.append(RawRow(_parse_json_object(text, path, line_no), str(path), line_no))
+                try:
+                    # Decode per line so that a bad byte is reported on its own line.
+                    text = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(_not_utf8(raw, e), path=str(path), row=line_no) from None
+                if text.strip():
+                    rows.append(RawRow(_parse_json_object(text, path, line_no), str(path), line_no))
+            except DataError as e:
+                if skipped is None:
+                    raise
+                skipped.append(SkippedRow.from_error(e))
     return rows
+
+
+def _read_jsonl(path: Path, split: str | None) -> list[RawRow]:
+    return read_jsonl_lines(path)
 
 
 def _read_json(path: Path, split: str | None) -> list[RawRow]:

@@ -30,15 +30,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mixdpo.data.files import EXAMPLE_ROW, FILE_READERS
-from mixdpo.data.rows import RawRow
+from mixdpo.data.files import EXAMPLE_ROW, FILE_READERS, read_jsonl_lines
+from mixdpo.data.rows import RawRow, SkippedRow
 from mixdpo.errors import DataError
 
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
-def load_preference_rows(source: Any, *, split: str | None = None) -> list[RawRow]:
+def load_preference_rows(
+    source: Any, *, split: str | None = None, skipped: list[SkippedRow] | None = None
+) -> list[RawRow]:
     """Read all rows of ``source`` (see the module docstring for the supported sources).
 
     Args:
@@ -46,6 +48,8 @@ def load_preference_rows(source: Any, *, split: str | None = None) -> list[RawRo
             ``save_to_disk`` directory; a list of dicts; a ``datasets.Dataset``/``DatasetDict``; a pandas
             ``DataFrame``; or a Hub dataset name.
         split: which split of a ``DatasetDict``, Hub dataset or multi-list JSON object to read.
+        skipped: when given, unreadable lines of a JSON Lines file (bad bytes, broken JSON) are recorded here
+            and left out instead of raising (``skip_invalid``); other formats fail as a whole.
 
     Returns:
         The rows in source order, each with its file path and 1-based row number.
@@ -65,7 +69,9 @@ def load_preference_rows(source: Any, *, split: str | None = None) -> list[RawRo
                     f"{', '.join(sorted(FILE_READERS))} or a directory written by datasets' save_to_disk",
                     path=str(path),
                 )
-            rows = reader(path, split)
+            rows = (
+                read_jsonl_lines(path, skipped) if reader is FILE_READERS[".jsonl"] else reader(path, split)
+            )
             if not rows:
                 raise DataError(
                     f"the file has no rows; expected preference rows such as {EXAMPLE_ROW}", path=str(path)
