@@ -25,6 +25,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from mixdpo.chunked_head import fusable_head, head_token_logps
+
 # Rows x vocabulary elements scored per chunk (~256 MB in float32): bounds the float32 copy of the logits
 # (and logsumexp's temporaries) however long the batch is.
 _CHUNK_ELEMENTS = 1 << 26
@@ -169,8 +171,12 @@ def completion_logps_from_hidden(
         )
     n_idx, t_idx, rows = _completion_positions(input_ids, completion_mask)
     selected = hidden.reshape(-1, hidden.shape[-1])[rows]  # [M, H]: select first, then project
+    targets = input_ids[n_idx, t_idx]
+    if fusable_head(lm_head):  # the same values without keeping [M, V] logits for backward
+        token_logps = head_token_logps(selected, lm_head, targets, _CHUNK_ELEMENTS)
+        return _reduce(token_logps, n_idx, t_idx, input_ids.shape, average)
     vocab = _vocab_size(lm_head) if isinstance(lm_head, nn.Module) else 1 << 17
-    token_logps = _score_rows(selected, lm_head, input_ids[n_idx, t_idx], vocab)
+    token_logps = _score_rows(selected, lm_head, targets, vocab)
     return _reduce(token_logps, n_idx, t_idx, input_ids.shape, average)
 
 

@@ -22,6 +22,7 @@ from torch import nn
 
 from mixdpo.errors import ConfigError
 from mixdpo.experts.base import ExpertBackend, pooled_prompt_features
+from mixdpo.experts.lora_blocks import BlockRouting, install_block_forward
 from mixdpo.experts.symmetry import add_absolute_noise_, expert_generator
 from mixdpo.logprobs import completion_logps_from_hidden, position_ids_from_attention_mask, sequence_logps
 
@@ -122,9 +123,13 @@ class LoraExperts(ExpertBackend):
         # Adapter routing of the current forward. The hooks stay registered (rather than being added and
         # removed around each forward) so that gradient checkpointing, which re-runs layers during
         # backward, sees the same routing as the original forward.
-        self._routing: list[str] | str | None = None
+        self._routing: list[str] | str | BlockRouting | None = None
         for layer in self._lora_layers:
             layer.register_forward_pre_hook(self._inject_routing, with_kwargs=True)
+            install_block_forward(layer, self._current_routing)
+        # Training batches are expert-major blocks: all K adapters in one batched matmul per layer
+        # (see lora_blocks); False routes them through PEFT's per-row path instead (same values).
+        self.block_routing = True
         # With adapters on the top blocks only, the trunk below them is shared by all experts and runs once
         # (see _forward_shared_trunk); the blocks are found for the architectures the heads backend knows.
         self._expand_rows: int | None = None
@@ -153,9 +158,12 @@ class LoraExperts(ExpertBackend):
         self._experts_frozen = not trainable
         self._make_all_adapters_trainable()
 
+    def _current_routing(self) -> list[str] | str | BlockRouting | None:
+        return self._routing
+
     def _inject_routing(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         routing = self._routing
-        if routing is None or not args:
+        if routing is None or isinstance(routing, BlockRouting) or not args:
             return args, kwargs
         rows = args[0].shape[0]
         if isinstance(routing, str):  # one expert for every row, whatever the batch size
@@ -165,7 +173,7 @@ class LoraExperts(ExpertBackend):
         return args, kwargs
 
     @contextmanager
-    def _routed(self, routing: list[str] | str | None) -> Iterator[None]:
+    def _routed(self, routing: list[str] | str | BlockRouting | None) -> Iterator[None]:
         previous, self._routing = self._routing, routing
         try:
             yield
@@ -183,8 +191,10 @@ class LoraExperts(ExpertBackend):
                 return sequence_logps(
                     self.model, input_ids, attention_mask, completion_mask, average=self.average_logps
                 )[:, None]
-        routing = [adapter_name(e) for e in range(k) for _ in range(n)]
-        self._routing = routing
+        if self.block_routing:
+            self._routing = BlockRouting(tuple(adapter_name(e) for e in range(k)), n)
+        else:
+            self._routing = [adapter_name(e) for e in range(k) for _ in range(n)]
         if self._shared_blocks is not None:
             return self._forward_shared_trunk(input_ids, attention_mask, completion_mask)
         logps = sequence_logps(

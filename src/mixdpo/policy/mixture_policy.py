@@ -39,6 +39,7 @@ from mixdpo.gating import Gate, GateInputs, UserGate, gate_from_config, sparsify
 from mixdpo.logprobs import split_chosen_rejected
 from mixdpo.models import LoadedModel
 from mixdpo.policy.build import build_backend, build_policy_gate, load_base
+from mixdpo.policy.checkpointing import disable_block_checkpointing, enable_block_checkpointing
 from mixdpo.policy.config import PolicyConfig
 from mixdpo.policy.generation import Generation, Prompt, generate
 from mixdpo.policy.scoring import Scores, score
@@ -226,6 +227,26 @@ class MixturePolicy(nn.Module):
     def generate(self, prompts: Sequence[Prompt], **kwargs: Any) -> Generation:
         """Completions from the mixture with a routing choice; see :func:`.generation.generate`."""
         return generate(self, prompts, **kwargs)
+
+    # --- memory ---------------------------------------------------------------------------------
+    def activation_checkpointing_enable(
+        self,
+        activation_checkpointing_kwargs: dict[str, Any] | None = None,
+        every_n_layers: int = 1,
+        offload: bool = False,
+    ) -> None:
+        """Recompute block activations in backward instead of storing them (``Trainer`` calls this when
+        ``activation_checkpointing`` / ``gradient_checkpointing`` is set). Applies to every transformer
+        block of every expert, the heads backend's per-expert copies included; see
+        :func:`.checkpointing.enable_block_checkpointing`."""
+        enable_block_checkpointing(self, activation_checkpointing_kwargs, every_n_layers, offload)
+
+    gradient_checkpointing_enable = activation_checkpointing_enable  # the pre-5.x name
+
+    def activation_checkpointing_disable(self) -> None:
+        disable_block_checkpointing(self)
+
+    gradient_checkpointing_disable = activation_checkpointing_disable
 
     # --- persistence ---------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> None:

@@ -1,0 +1,81 @@
+"""All K LoRA experts in one batched matmul per layer, for expert-major batches.
+
+In training the ``lora`` backend repeats the batch K times, expert-major: rows k N .. (k+1) N - 1 belong to
+adapter k. PEFT's mixed-adapter path (``adapter_names``) handles any row order, at a price paid in every
+adapted layer: for each adapter it gathers its rows (a copy of the layer input, which autograd keeps for
+the backward) and scatters the result back. With contiguous equal blocks neither is needed: the input
+reshapes (a view) to ``[K, N T, d_in]`` and
+
+    delta_k = s_k * (x_k A_k^T) B_k^T          for all k at once: bmm(bmm(x, A^T), B^T)
+
+with ``A = stack(A_k)`` ``[K, r, d_in]``, ``B = stack(B_k)`` ``[K, d_out, r]``: two batched matmuls, no
+copy of x, and autograd saves a view of x. Other row orders (per-row routing in ``generate``) keep PEFT's
+path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from peft.tuners.lora import LoraLayer
+from torch import nn
+
+
+@dataclass(frozen=True)
+class BlockRouting:
+    """Adapters ``names[k]`` own rows k ``rows`` .. (k+1) ``rows`` - 1 of every adapted layer's input."""
+
+    names: tuple[str, ...]
+    rows: int
+
+
+def supports_blocks(layer: LoraLayer, names: tuple[str, ...]) -> bool:
+    """Whether :func:`blocked_lora_delta` computes exactly what PEFT would for ``layer``: plain linear
+    adapters (no bias, no variant such as DoRA) present for every name, unmerged and enabled."""
+    if layer.merged or layer.disable_adapters:
+        return False
+    for name in names:
+        if name not in layer.lora_A or name in getattr(layer, "lora_variant", {}):
+            return False
+        a, b = layer.lora_A[name], layer.lora_B[name]
+        if not isinstance(a, nn.Linear) or not isinstance(b, nn.Linear) or b.bias is not None:
+            return False
+    return True
+
+
+def blocked_lora_delta(x: torch.Tensor, layer: LoraLayer, routing: BlockRouting) -> torch.Tensor:
+    """The adapters' contribution for an expert-major ``x`` ``[K N, ..., d_in]`` -> ``[K N, ..., d_out]``."""
+    k = len(routing.names)
+    a = torch.stack([layer.lora_A[n].weight for n in routing.names])  # [K, r, d_in]
+    b = torch.stack([layer.lora_B[n].weight for n in routing.names])  # [K, d_out, r]
+    xs = x.to(a.dtype).reshape(k, -1, x.shape[-1])  # a view when x is contiguous
+    dropouts = [layer.lora_dropout[n] for n in routing.names]
+    if any(not isinstance(d, nn.Identity) and d.training and getattr(d, "p", 0) > 0 for d in dropouts):
+        xs = torch.stack([d(xs[i]) for i, d in enumerate(dropouts)])
+    scaling = torch.tensor([float(layer.scaling[n]) for n in routing.names], dtype=a.dtype, device=a.device)
+    delta = torch.bmm(torch.bmm(xs, a.transpose(1, 2)), b.transpose(1, 2)) * scaling[:, None, None]
+    return delta.reshape(*x.shape[:-1], b.shape[1])
+
+
+def install_block_forward(layer: LoraLayer, routing_of: Callable[[], Any]) -> None:
+    """Make ``layer`` take the batched path whenever ``routing_of()`` is a :class:`BlockRouting` that fits
+    its input; anything else goes to PEFT's own forward unchanged. Read at call time (also during an
+    activation-checkpointing recompute), so the routing of the forward is the routing of its backward."""
+    peft_forward = layer.forward
+
+    def forward(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        routing = routing_of()
+        if (
+            isinstance(routing, BlockRouting)
+            and x.shape[0] == len(routing.names) * routing.rows
+            and "adapter_names" not in kwargs
+            and supports_blocks(layer, routing.names)
+        ):
+            result = layer.base_layer(x, *args, **kwargs)
+            return result + blocked_lora_delta(x, layer, routing).to(result.dtype)
+        return peft_forward(x, *args, **kwargs)
+
+    layer.forward = forward  # instance attribute: nn.Module.__call__ (and its hooks) still run
