@@ -72,11 +72,17 @@ class _ChunkedHeadLogProb(torch.autograd.Function):
         )
 
 
+ENABLED = True
+"""Module switch: False sends every head through the plain (logit-keeping) path. For A/B measurements
+(``scripts/measure_backends.py --variants``); there is no reason to turn it off otherwise."""
+
+
 def fusable_head(head: object) -> bool:
     """Whether ``head`` is a plain ``nn.Linear`` whose forward can be bypassed: no module hooks (they would
     not run) and not wrapped by an adapter (PEFT swaps the module type, so a LoRA head is not fused)."""
     return (
-        type(head) is nn.Linear
+        ENABLED
+        and type(head) is nn.Linear
         and not head._forward_hooks
         and not head._forward_pre_hooks
         and head.weight.dim() == 2

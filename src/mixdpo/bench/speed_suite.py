@@ -58,6 +58,17 @@ def run_speed_suite(
     roof = _roofline(settings)
     log(f"  {roof['flops_per_s'] / 1e9:.1f} GFLOP/s for {roof['shape']}")
     rows: list[dict[str, Any]] = []
+    document: dict[str, Any] = {
+        "tier": tier_name,
+        "command": command,
+        "date": datetime.date.today().isoformat(),
+        "hardware": hardware(),
+        "settings": settings.to_dict(),
+        "roofline": roof,
+        "wall_s": 0.0,
+        "rows": rows,
+        "targets": [],
+    }
     for i, case in enumerate(tier.cases, 1):
         log(f"[{i}/{len(tier.cases)}] {case.name}" + (f" [{case.batch}x{case.length}]" if case.batch else ""))
         result: CaseResult = run_case_subprocess(case, settings, timeout=timeout)
@@ -66,24 +77,13 @@ def run_speed_suite(
             log(f"  failed: {result.error}")
         else:
             log(f"  {result.step_s:.3f} s/step, peak {result.peak_mb:.0f} MiB")
-    wall = time.perf_counter() - started
-    checks = check_targets(rows, roof["flops_per_s"])
-    document = {
-        "tier": tier_name,
-        "command": command,
-        "date": datetime.date.today().isoformat(),
-        "hardware": hardware(),
-        "settings": settings.to_dict(),
-        "roofline": roof,
-        "wall_s": wall,
-        "rows": rows,
-        "targets": [c.__dict__ for c in checks],
-    }
-    (out_dir / "speed.json").write_text(json.dumps(document, indent=2))
-    body = report_markdown(document)
-    (out_dir / "speed.md").write_text(body)
+        # written after every case: a long run stopped half-way still leaves its measurements
+        document["wall_s"] = time.perf_counter() - started
+        document["targets"] = [c.__dict__ for c in check_targets(rows, roof["flops_per_s"])]
+        (out_dir / "speed.json").write_text(json.dumps(document, indent=2))
+        (out_dir / "speed.md").write_text(report_markdown(document))
     if benchmarks_md is not None:
-        update_section(benchmarks_md, body)
+        update_section(benchmarks_md, report_markdown(document))
     return document
 
 

@@ -6,7 +6,7 @@ adapted layer: for each adapter it gathers its rows (a copy of the layer input, 
 the backward) and scatters the result back. With contiguous equal blocks neither is needed: the input
 reshapes (a view) to ``[K, N T, d_in]`` and
 
-    delta_k = s_k * (x_k A_k^T) B_k^T          for all k at once: bmm(bmm(x, A^T), B^T)
+    delta_k = s_k * (x_k A_k^T) B_k^T          for all k at once: baddbmm(base, bmm(x, s A^T), B^T)
 
 with ``A = stack(A_k)`` ``[K, r, d_in]``, ``B = stack(B_k)`` ``[K, d_out, r]``: two batched matmuls, no
 copy of x, and autograd saves a view of x. Other row orders (per-row routing in ``generate``) keep PEFT's
@@ -33,7 +33,7 @@ class BlockRouting:
 
 
 def supports_blocks(layer: LoraLayer, names: tuple[str, ...]) -> bool:
-    """Whether :func:`blocked_lora_delta` computes exactly what PEFT would for ``layer``: plain linear
+    """Whether :func:`blocked_lora_forward` computes exactly what PEFT would for ``layer``: plain linear
     adapters (no bias, no variant such as DoRA) present for every name, unmerged and enabled."""
     if layer.merged or layer.disable_adapters:
         return False
@@ -46,18 +46,25 @@ def supports_blocks(layer: LoraLayer, names: tuple[str, ...]) -> bool:
     return True
 
 
-def blocked_lora_delta(x: torch.Tensor, layer: LoraLayer, routing: BlockRouting) -> torch.Tensor:
-    """The adapters' contribution for an expert-major ``x`` ``[K N, ..., d_in]`` -> ``[K N, ..., d_out]``."""
+def blocked_lora_forward(
+    x: torch.Tensor, base_out: torch.Tensor, layer: LoraLayer, routing: BlockRouting
+) -> torch.Tensor:
+    """``base_out + delta`` for an expert-major ``x`` ``[K N, ..., d_in]`` and the base layer's output
+    ``[K N, ..., d_out]``. The scaling s_k is folded into A_k (``[K, d_in, r]``, tiny) and the addition into
+    the second matmul (``baddbmm``): no extra pass over a ``d_out``-wide tensor."""
     k = len(routing.names)
     a = torch.stack([layer.lora_A[n].weight for n in routing.names])  # [K, r, d_in]
     b = torch.stack([layer.lora_B[n].weight for n in routing.names])  # [K, d_out, r]
+    scaling = torch.tensor([float(layer.scaling[n]) for n in routing.names], dtype=a.dtype, device=a.device)
     xs = x.to(a.dtype).reshape(k, -1, x.shape[-1])  # a view when x is contiguous
     dropouts = [layer.lora_dropout[n] for n in routing.names]
     if any(not isinstance(d, nn.Identity) and d.training and getattr(d, "p", 0) > 0 for d in dropouts):
         xs = torch.stack([d(xs[i]) for i, d in enumerate(dropouts)])
-    scaling = torch.tensor([float(layer.scaling[n]) for n in routing.names], dtype=a.dtype, device=a.device)
-    delta = torch.bmm(torch.bmm(xs, a.transpose(1, 2)), b.transpose(1, 2)) * scaling[:, None, None]
-    return delta.reshape(*x.shape[:-1], b.shape[1])
+    h = torch.bmm(xs, a.transpose(1, 2) * scaling[:, None, None])  # [K, N T, r]
+    if base_out.dtype == b.dtype:
+        out = torch.baddbmm(base_out.reshape(k, -1, base_out.shape[-1]), h, b.transpose(1, 2))
+        return out.reshape(base_out.shape)
+    return base_out + torch.bmm(h, b.transpose(1, 2)).reshape(base_out.shape).to(base_out.dtype)
 
 
 def install_block_forward(layer: LoraLayer, routing_of: Callable[[], Any]) -> None:
@@ -74,8 +81,7 @@ def install_block_forward(layer: LoraLayer, routing_of: Callable[[], Any]) -> No
             and "adapter_names" not in kwargs
             and supports_blocks(layer, routing.names)
         ):
-            result = layer.base_layer(x, *args, **kwargs)
-            return result + blocked_lora_delta(x, layer, routing).to(result.dtype)
+            return blocked_lora_forward(x, layer.base_layer(x, *args, **kwargs), layer, routing)
         return peft_forward(x, *args, **kwargs)
 
     layer.forward = forward  # instance attribute: nn.Module.__call__ (and its hooks) still run
