@@ -49,6 +49,7 @@ def test_ratios_use_the_trl_counterpart_and_k1_of_the_same_method():
 
 def test_target_verdicts():
     checks = {c.target: c for c in check_targets(ROWS, roofline_flops=1e9)}
+    assert checks["heads K=4 step time ≤ 1.3× heads K=1"].floor == "1.00×"  # equal analytic FLOPs here
     assert checks["mixdpo lora K=1 step time ≤ 1.0× TRL (cached, live ref)"].met is True
     assert checks["mixdpo independent K=1 step time ≤ 1.0× TRL (cached, live ref)"].met is False
     assert checks["heads K=4 step time ≤ 1.3× heads K=1"].met is True
@@ -85,6 +86,8 @@ def test_tiers_and_selection():
         "TRL DPOTrainer full (cached ref)",
         "TRL DPOTrainer lora (cached ref)",
         "mixdpo lora K=1 (cached ref)",
+        "TRL DPOTrainer lora (cached ref) + act. ckpt",
+        "mixdpo lora K=1 (cached ref) + act. ckpt",
     }
     full = tier("full", steps=5)
     assert full.settings.steps == 5

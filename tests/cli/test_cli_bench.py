@@ -4,16 +4,8 @@ BENCHMARKS section (no timing assertions: only that every case ran and was repor
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 
-
-def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    exe = shutil.which("mixdpo", path=os.path.dirname(sys.executable))
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "mixdpo.cli.main", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, cwd=cwd)
+from tests_cli_helpers import run_mixdpo as run_cli
 
 
 def test_bench_speed_fast_tier_shape_runs_and_writes_its_report(tmp_path):
