@@ -19,7 +19,8 @@ def test_bench_speed_fast_tier_shape_runs_and_writes_its_report(tmp_path):
     assert result.returncode == 0, result.stderr
     document = json.loads((tmp_path / "out" / "speed.json").read_text())
     names = [row["case"] for row in document["rows"]]
-    assert len(names) == 4  # TRL full + TRL lora + mixdpo lora K=1, K=2
+    # TRL full + TRL lora + mixdpo lora K=1, K=2, and with activation checkpointing TRL lora + mixdpo K=1
+    assert len(names) == 6
     assert all(row["error"] is None and row["step_s"] > 0 and row["peak_mb"] > 0 for row in document["rows"])
     assert document["roofline"]["flops_per_s"] > 0
     assert document["settings"]["model"] == "random:llama-tiny"

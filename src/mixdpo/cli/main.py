@@ -48,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mixdpo.errors import MixDPOError, TrainingInterrupted
 
     _quiet_libraries()
+    _mixdpo_logging()
     try:
         return int(args._run(args, extra) or 0)
     except TrainingInterrupted as err:
@@ -59,6 +60,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mixdpo {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _mixdpo_logging() -> None:
+    """mixdpo's own log records go to stderr at ``MIXDPO_LOG_LEVEL`` (default WARNING; ``info`` also shows
+    e.g. when reference log-probs are computed rather than loaded from the cache), tagged with the process
+    rank under torchrun / accelerate launch."""
+    import logging
+    import os
+
+    level = os.environ.get("MIXDPO_LOG_LEVEL", "WARNING").upper()
+    logger = logging.getLogger("mixdpo")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler()
+    rank = os.environ.get("RANK")
+    prefix = f"[rank {rank}] " if rank is not None and os.environ.get("WORLD_SIZE", "1") != "1" else ""
+    handler.setFormatter(logging.Formatter(f"{prefix}mixdpo %(levelname)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level if level in logging.getLevelNamesMapping() else "WARNING")
 
 
 def _quiet_libraries() -> None:

@@ -50,7 +50,9 @@ class GlobalGate(Gate):
     def forward(self, inputs: GateInputs | None = None) -> torch.Tensor:
         """Returns [K] logits (log-weights for ``closed_form``)."""
         if self.mode == "learned":
-            return self.logits
+            # a computed tensor, not the parameter itself: DDP marks a parameter handed out as a forward
+            # output ready twice in backward ("Expected to mark a variable ready only once")
+            return self.logits.clone()
         return self.weights.clamp(min=torch.finfo(self.weights.dtype).tiny).log()
 
     @torch.no_grad()

@@ -185,6 +185,7 @@ class ReferenceCache:
             self.stats.cache_hits += 1
             return table
         self.stats.cache_misses += 1
+        logger.info("computing reference log-probs of %d pairs (cache %s)", num_examples, self.root)
         source = batches() if callable(batches) else batches
         table = compute_reference_logps(
             score_fn, source, num_examples, num_columns=key.num_columns, stats=self.stats

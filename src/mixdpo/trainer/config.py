@@ -19,6 +19,7 @@ Defaults that differ from ``TrainingArguments``: ``learning_rate`` 5e-5 (LoRA-fr
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -30,6 +31,15 @@ from mixdpo.objective import ObjectiveConfig
 from mixdpo.policy import PolicyConfig
 
 ESTEP_WARMUP_MODES = ("hard", "gumbel")
+
+
+def _launched_on_cpus_only() -> bool:
+    """Several processes (``WORLD_SIZE`` > 1, set by torchrun / accelerate launch) and no accelerator."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    accelerators = (torch.cuda.is_available(), torch.backends.mps.is_available())
+    xpu = getattr(torch, "xpu", None)
+    return not any(accelerators) and not (xpu is not None and xpu.is_available())
 
 
 @dataclass
@@ -262,6 +272,10 @@ class MixDPOConfig(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        if not self.use_cpu and _launched_on_cpus_only():
+            # transformers 5.24 / accelerate 1.15 under torchrun on a machine with no accelerator initialise
+            # the process group but leave every rank training alone (DistributedType.NO) unless use_cpu is set
+            self.use_cpu = True
         super().__post_init__()
         if self.dataloader_pin_memory and not torch.cuda.is_available():
             self.dataloader_pin_memory = False  # pinning needs an accelerator (torch warns otherwise)

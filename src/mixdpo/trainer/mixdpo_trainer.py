@@ -194,8 +194,10 @@ class MixDPOTrainer(Trainer):
         # Iterating a DataLoader draws a seed from the global RNG: fork it, so that a cache miss and a
         # cache hit leave the same RNG state behind (otherwise a run that computed its references and one
         # that loaded them would sample different Gumbel noise and user dropout).
+        # With several processes the first computes and writes the cache entry while the others wait at a
+        # barrier, then load it: the references are computed once, not once per process.
         try:
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=[]), self.args.main_process_first(desc="reference log-probs"):
                 table = self.reference_cache.get_or_compute(
                     key,
                     lambda batch: score_fn(self._prepare_inputs(batch)),

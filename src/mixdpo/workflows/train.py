@@ -31,6 +31,10 @@ class RunResult:
     baseline_dir: Path | None = None
 
 
+def _silent(message: str) -> None:
+    del message
+
+
 def _report_dict(report: BuildReport) -> dict[str, Any]:
     return {
         "rows_read": report.rows_read,
@@ -72,8 +76,9 @@ def _datasets(
         )
         log(f"eval data {config.eval_file}: {eval_report.summary()}")
         reports["eval"] = _report_dict(eval_report)
-    out = Path(config.output_dir)
-    (out / "data_report.json").write_text(json.dumps(reports, indent=2) + "\n")
+    if config.should_save:
+        out = Path(config.output_dir)
+        (out / "data_report.json").write_text(json.dumps(reports, indent=2) + "\n")
     return train, evaluation
 
 
@@ -113,8 +118,14 @@ def train_run(config: MixDPOConfig, *, resume: bool | str = False, log: Log = pr
         log: progress messages.
     """
     run_dir = Path(config.output_dir)
+    # Under torchrun / accelerate launch every process runs this function; only the first writes files and
+    # prints (config.should_save is True on the world's process 0 only).
+    writer = config.should_save
+    if not writer:
+        log = _silent
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(config_to_yaml(config))
+    if writer:
+        (run_dir / "config.yaml").write_text(config_to_yaml(config))
     log(f"loading {config.model}")
     base = load_base(config.policy_config())
     train, evaluation = _datasets(config, base.tokenizer, log)
@@ -126,7 +137,8 @@ def train_run(config: MixDPOConfig, *, resume: bool | str = False, log: Log = pr
         baseline_config = _baseline_config(config)
         baseline_dir = Path(baseline_config.output_dir)
         baseline_dir.mkdir(parents=True, exist_ok=True)
-        (baseline_dir / "config.yaml").write_text(config_to_yaml(baseline_config))
+        if writer:
+            (baseline_dir / "config.yaml").write_text(config_to_yaml(baseline_config))
         log(f"training the plain-DPO baseline (K = 1) -> {baseline_dir}")
         baseline, baseline_trainer = _train_policy(
             baseline_config, train, evaluation, load_base(baseline_config.policy_config()), False
@@ -145,7 +157,10 @@ def train_run(config: MixDPOConfig, *, resume: bool | str = False, log: Log = pr
             if baseline_trainer
             else None,
         )
-        (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+        if writer:
+            (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    if not writer:
+        return RunResult(run_dir, run_dir / "policy", result, None, baseline_dir)
     report = write_report(
         run_dir,
         eval_result=result or {},
