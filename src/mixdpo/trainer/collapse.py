@@ -11,8 +11,10 @@ expert explained alone.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
+from transformers import TrainerCallback
 
 
 @dataclass(frozen=True)
@@ -69,3 +71,14 @@ class CollapseMonitor:
         self.low[k] = 0
         self.same[k, :] = 0
         self.same[:, k] = 0
+
+
+class ApplyCollapseActions(TrainerCallback):
+    """Calls ``trainer.apply_collapse_actions()`` after every optimizer step: collapses detected during a
+    step are acted on only once its backward and update are done."""
+
+    def __init__(self, trainer: Any):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trainer.apply_collapse_actions()

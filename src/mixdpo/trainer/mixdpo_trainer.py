@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from mixdpo.data import PreferenceCollator, PreferenceDataset
@@ -32,20 +32,13 @@ from mixdpo.policy import MixturePolicy
 from mixdpo.reference import ReferenceCache, ReferenceTable, attach_reference
 from mixdpo.trainer.callbacks import CompactPrinterCallback, CompactProgressCallback, MetricsJsonlCallback
 from mixdpo.trainer.checkpoints import COMPLETE_MARKER, last_complete_checkpoint, mark_complete
-from mixdpo.trainer.collapse import CollapseEvent, CollapseMonitor
+from mixdpo.trainer.collapse import ApplyCollapseActions, CollapseEvent, CollapseMonitor
 from mixdpo.trainer.config import MixDPOConfig
+from mixdpo.trainer.distributed import check_backend_supported, launch_sharding
 from mixdpo.trainer.guards import InterruptHandler, NonFiniteGuard
 from mixdpo.trainer.schedule import ObjectiveSchedule
 
 logger = logging.getLogger(__name__)
-
-
-class _ApplyCollapseActions(TrainerCallback):
-    def __init__(self, trainer: MixDPOTrainer):
-        self.trainer = trainer
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.trainer.apply_collapse_actions()
 
 
 class PolicyUsers:
@@ -120,6 +113,8 @@ class MixDPOTrainer(Trainer):
             callbacks=callbacks,
             optimizers=optimizers,
         )
+        fsdp, zero_stage = launch_sharding(self)
+        check_backend_supported(model.policy_config.backend, fsdp=fsdp, zero_stage=zero_stage)
         # The Trainer prints ~30 metrics per log event; show a short line instead (all go to metrics.jsonl).
         if args.disable_tqdm:
             self.remove_callback(PrinterCallback)
@@ -131,7 +126,7 @@ class MixDPOTrainer(Trainer):
         self.nonfinite = NonFiniteGuard(args.max_nonfinite_steps)
         self.add_callback(self.interrupt)
         self.add_callback(self.nonfinite)
-        self.add_callback(_ApplyCollapseActions(self))
+        self.add_callback(ApplyCollapseActions(self))
         self.collapse = None
         if args.collapse_action != "off":
             self.collapse = CollapseMonitor(
