@@ -83,9 +83,14 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.bench != "speed":
         args._bench_parser.print_help()
         return 0
+    import importlib.util
+
     from mixdpo.bench.speed_cases import MIXDPO_BACKENDS, select, tier
     from mixdpo.bench.speed_suite import run_speed_suite
-    from mixdpo.errors import ConfigError
+    from mixdpo.errors import ConfigError, MixDPOError
+
+    if importlib.util.find_spec("trl") is None:
+        raise MixDPOError("bench speed compares with TRL's DPOTrainer: pip install 'mixdpo[bench]' (trl)")
 
     chosen = tier(
         args.tier,
