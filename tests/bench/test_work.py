@@ -88,3 +88,20 @@ def test_matmul_roofline_is_measured():
     assert roof.flops_per_s > 0
     assert roof.shape == (64, 32, 48)
     assert roof.dtype == "float32"
+
+
+def test_peak_memory_is_read_before_the_flop_counting_step():
+    from types import SimpleNamespace
+
+    from mixdpo.bench.speed import _StepProbe
+
+    probe = _StepProbe(warmup=1, steps=2, counter=None)
+    for step in range(3):  # warm-up and the two timed steps
+        probe.on_step_begin(None, SimpleNamespace(global_step=step), None)
+        probe.on_step_end(None, SimpleNamespace(global_step=step + 1), None)
+        assert probe.peak_mb is None
+    probe.on_step_begin(None, SimpleNamespace(global_step=3), None)  # the FLOP step starts
+    assert probe.peak_mb is not None
+    assert probe.peak_mb > 0
+    probe.on_step_end(None, SimpleNamespace(global_step=4), None)
+    assert len(probe.times) == 2
