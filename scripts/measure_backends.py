@@ -31,16 +31,17 @@ import time
 VARIANTS = ("default", "peft-routing", "unfused-head", "before", "checkpointing")
 
 
-def one(
+def training_step(
     model: str,
     backend: str,
     k: int,
-    steps: int,
     batch: int,
     length: int,
     top_layers: int | None,
     variant: str = "default",
-) -> dict:
+):
+    """The policy of (backend, K) with ``variant`` applied, and a function running one training step on a
+    synthetic batch (policy forward, objective, backward, AdamW). Shared with scripts/profile_step.py."""
     import torch
 
     import mixdpo.chunked_head
@@ -66,9 +67,8 @@ def one(
     completion[:, length // 2 :] = 1
     data = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "completion_mask": completion}
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-5)
-    times = []
-    for step in range(steps + 1):
-        start = time.perf_counter()
+
+    def step() -> None:
         out = policy(data)
         loss = mix_dpo_objective(
             out.chosen_logps, out.rejected_logps, out.ref_chosen_logps, out.ref_rejected_logps,
@@ -77,6 +77,25 @@ def one(
         opt.zero_grad()
         loss.backward()
         opt.step()
+
+    return policy, step
+
+
+def one(
+    model: str,
+    backend: str,
+    k: int,
+    steps: int,
+    batch: int,
+    length: int,
+    top_layers: int | None,
+    variant: str = "default",
+) -> dict:
+    policy, step_fn = training_step(model, backend, k, batch, length, top_layers, variant)
+    times = []
+    for step in range(steps + 1):
+        start = time.perf_counter()
+        step_fn()
         if step > 0:  # the first step is warm-up
             times.append(time.perf_counter() - start)
     trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)

@@ -106,6 +106,29 @@ class CaseResult:
         return dict(self.__dict__)
 
 
+def _trainer_args(case: SpeedCase, settings: SpeedSettings, out_dir: str, steps: int) -> dict[str, Any]:
+    """The Trainer arguments both libraries get, so that they run the same steps the same way. TRL
+    defaults to bf16 autocast and gradient checkpointing; here both run at the settings' precision and
+    recompute activations only where a case asks for it."""
+    return {
+        "output_dir": out_dir,
+        "per_device_train_batch_size": case.batch or settings.batch,
+        "per_device_eval_batch_size": case.batch or settings.batch,
+        "max_steps": steps,
+        "learning_rate": 1e-6,
+        "logging_steps": 10**6,
+        "save_strategy": "no",
+        "report_to": "none",
+        "disable_tqdm": True,
+        "max_length": None,
+        "precompute_ref_log_probs": case.cached_reference,
+        "seed": settings.seed,
+        "use_cpu": not torch.cuda.is_available(),
+        "bf16": settings.precision == "bf16",
+        "activation_checkpointing": settings.gradient_checkpointing or case.checkpointing,
+    }
+
+
 def _trl_trainer(case: SpeedCase, settings: SpeedSettings, pairs: list[dict], out_dir: str, steps: int):
     import copy
 
@@ -122,24 +145,8 @@ def _trl_trainer(case: SpeedCase, settings: SpeedSettings, pairs: list[dict], ou
 
     loaded = load_model_and_tokenizer(settings.model, seed=settings.seed)
     config = DPOConfig(
-        output_dir=out_dir,
-        per_device_train_batch_size=case.batch or settings.batch,
-        per_device_eval_batch_size=case.batch or settings.batch,
-        max_steps=steps,
-        learning_rate=1e-6,
-        logging_steps=10**6,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        max_length=None,
-        precompute_ref_log_probs=case.cached_reference,
-        seed=settings.seed,
-        use_cpu=not torch.cuda.is_available(),
+        **_trainer_args(case, settings, out_dir, steps),
         dataloader_pin_memory=torch.cuda.is_available(),
-        # TRL defaults to bf16 autocast and gradient checkpointing; the comparison runs both libraries
-        # at the same precision and without recomputation (mixdpo's defaults)
-        bf16=settings.precision == "bf16",
-        activation_checkpointing=settings.gradient_checkpointing or case.checkpointing,
     )
     peft_config, ref_model = None, None
     if case.method == "lora":
@@ -170,22 +177,8 @@ def _mixdpo_trainer(case: SpeedCase, settings: SpeedSettings, pairs: list[dict],
         lora_r=settings.lora_r,
         lora_alpha=2 * settings.lora_r,
         heads_num_layers=settings.heads_layers,
-        output_dir=out_dir,
         reference_cache_dir=os.path.join(out_dir, "reference-cache"),
-        per_device_train_batch_size=case.batch or settings.batch,
-        per_device_eval_batch_size=case.batch or settings.batch,
-        max_steps=steps,
-        learning_rate=1e-6,
-        logging_steps=10**6,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        max_length=None,
-        precompute_ref_log_probs=case.cached_reference,
-        seed=settings.seed,
-        use_cpu=not torch.cuda.is_available(),
-        bf16=settings.precision == "bf16",
-        activation_checkpointing=settings.gradient_checkpointing or case.checkpointing,
+        **_trainer_args(case, settings, out_dir, steps),
     )
     return MixDPOTrainer(args=config, train_dataset=PreferenceDataset(pairs))
 

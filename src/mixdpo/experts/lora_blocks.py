@@ -55,12 +55,18 @@ def blocked_lora_forward(
     k = len(routing.names)
     a = torch.stack([layer.lora_A[n].weight for n in routing.names])  # [K, r, d_in]
     b = torch.stack([layer.lora_B[n].weight for n in routing.names])  # [K, d_out, r]
-    scaling = torch.tensor([float(layer.scaling[n]) for n in routing.names], dtype=a.dtype, device=a.device)
+    scales = [float(layer.scaling[n]) for n in routing.names]
+    # adapters share one LoraConfig, so one Python scale: no per-layer tensor (a host-to-device copy on GPU)
+    scaling = (
+        scales[0]
+        if len(set(scales)) == 1
+        else torch.tensor(scales, dtype=a.dtype, device=a.device)[:, None, None]
+    )
     xs = x.to(a.dtype).reshape(k, -1, x.shape[-1])  # a view when x is contiguous
     dropouts = [layer.lora_dropout[n] for n in routing.names]
     if any(not isinstance(d, nn.Identity) and d.training and getattr(d, "p", 0) > 0 for d in dropouts):
         xs = torch.stack([d(xs[i]) for i, d in enumerate(dropouts)])
-    h = torch.bmm(xs, a.transpose(1, 2) * scaling[:, None, None])  # [K, N T, r]
+    h = torch.bmm(xs, a.transpose(1, 2) * scaling)  # [K, N T, r]
     if base_out.dtype == b.dtype:
         out = torch.baddbmm(base_out.reshape(k, -1, base_out.shape[-1]), h, b.transpose(1, 2))
         return out.reshape(base_out.shape)
