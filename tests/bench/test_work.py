@@ -59,6 +59,9 @@ CASES = [
     # llama-tiny has 2 blocks, heads_layers=1: the trunk is half the model, each expert top one half
     (SpeedCase("mixdpo", "heads", 3, False), {"trunk": 0.5, "expert": 1.5, "reference": 0.5}),
     (SpeedCase("mixdpo", "independent", 2, True), {"trunk": 0.0, "expert": 2.0, "reference": 0.0}),
+    # sequential experts: the E-step pass of all experts, then each expert again with autograd
+    (SpeedCase("mixdpo", "lora", 3, True, sequential=True), {"trunk": 0.0, "expert": 6.0, "reference": 0.0}),
+    (SpeedCase("mixdpo", "independent", 2, True, sequential=True), {"trunk": 0.0, "expert": 4.0, "reference": 0.0}),
 ]
 
 
@@ -105,3 +108,16 @@ def test_peak_memory_is_read_before_the_flop_counting_step():
     assert probe.peak_mb > 0
     probe.on_step_end(None, SimpleNamespace(global_step=4), None)
     assert len(probe.times) == 2
+
+
+def test_sequential_experts_add_one_forward_per_expert():
+    shape = Shape(layers=1, width=2, vocab=3, block_linear_params=10, lora_linear_dims=((2, 5),))
+    kwargs = dict(num_experts=3, pairs=1, length=4, completion=2, live_reference=False)
+    lin, attn, head = 2 * 4 * 10 * 2, 4 * 4 * 4 * 2 * 2, 2 * 2 * 3 * 2 * 2
+    joint = analytic_step_flops(shape, method="full", **kwargs)
+    sequential = analytic_step_flops(shape, method="full", sequential=True, **kwargs)
+    assert sequential.policy - joint.policy == 3 * (lin + attn + head)
+    adapters = 2 * 4 * 8 * (2 + 5) * 2
+    joint = analytic_step_flops(shape, method="lora", **kwargs)
+    sequential = analytic_step_flops(shape, method="lora", sequential=True, **kwargs)
+    assert sequential.policy - joint.policy == 3 * (lin + attn + adapters + head)

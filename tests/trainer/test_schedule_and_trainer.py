@@ -102,3 +102,11 @@ def test_computing_references_leaves_the_rng_as_loading_them_does(tmp_path, smal
     state = torch.random.get_rng_state()
     trainer.reference_table(dataset)  # computed
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_sequential_experts_is_refused_across_processes(monkeypatch):
+    from mixdpo.errors import ConfigError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="single process only"):
+        MixDPOConfig(sequential_experts=True, use_cpu=True, output_dir="unused")

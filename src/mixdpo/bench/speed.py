@@ -177,6 +177,7 @@ def _mixdpo_trainer(case: SpeedCase, settings: SpeedSettings, pairs: list[dict],
         lora_r=settings.lora_r,
         lora_alpha=2 * settings.lora_r,
         heads_num_layers=settings.heads_layers,
+        sequential_experts=case.sequential,
         reference_cache_dir=os.path.join(out_dir, "reference-cache"),
         **_trainer_args(case, settings, out_dir, steps),
     )
@@ -249,6 +250,7 @@ def run_case(case: SpeedCase, settings: SpeedSettings) -> CaseResult:
         live_reference=not case.cached_reference,
         lora_r=settings.lora_r,
         expert_layers=settings.heads_layers,
+        sequential=case.sequential,
     )
     return CaseResult(
         case=case.to_dict(),

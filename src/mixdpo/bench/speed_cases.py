@@ -22,6 +22,7 @@ class SpeedCase:
         cached_reference: reference log-probs precomputed before training (both libraries support it).
         batch, length: pairs per step and tokens per sequence; None = the settings' values.
         checkpointing: activation checkpointing (recompute block activations in backward).
+        sequential: mixdpo ``sequential_experts`` (one expert's forward/backward at a time).
     """
 
     library: str
@@ -31,6 +32,7 @@ class SpeedCase:
     batch: int | None = None
     length: int | None = None
     checkpointing: bool = False
+    sequential: bool = False
 
     @property
     def name(self) -> str:
@@ -40,7 +42,7 @@ class SpeedCase:
             else f"mixdpo {self.method} K={self.experts}"
         )
         label += " (cached ref)" if self.cached_reference else " (live ref)"
-        return label + (" + act. ckpt" if self.checkpointing else "")
+        return label + (" + act. ckpt" if self.checkpointing else "") + (" + sequential" if self.sequential else "")
 
     @property
     def analytic_method(self) -> str:
@@ -54,6 +56,11 @@ class SpeedCase:
 
     def with_experts(self, k: int) -> SpeedCase:
         return replace(self, experts=k)
+
+    def k1_counterpart(self) -> SpeedCase:
+        """The same method with K = 1, the same activation checkpointing, run jointly (one expert has
+        nothing to run in sequence)."""
+        return replace(self, experts=1, sequential=False)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,6 +120,9 @@ def tier(name: str, **overrides: Any) -> Tier:
     # TRL. Activation checkpointing is measured for lora K = 1 and K = 4 (the memory target).
     checkpointed = [SpeedCase("trl", "lora", 1, True, checkpointing=True)]
     checkpointed += [SpeedCase("mixdpo", "lora", k, True, checkpointing=True) for k in (1, 4)]
+    # sequential_experts: the other way to keep lora K = 4 memory near K = 1 (and independent's)
+    checkpointed += [SpeedCase("mixdpo", m, 4, True, sequential=True) for m in ("lora", "independent")]
+    checkpointed += [SpeedCase("mixdpo", "lora", 4, True, checkpointing=True, sequential=True)]
     if name == "fast":
         settings = SpeedSettings(model="random:llama-small", batch=4, length=64, steps=3, warmup=1)
         cases = _grid(

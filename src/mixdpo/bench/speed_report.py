@@ -38,7 +38,7 @@ def with_ratios(rows: list[dict]) -> list[dict]:
     for row in rows:
         case = _case(row)
         trl = find(rows, case.trl_counterpart())
-        k1 = find(rows, case.with_experts(1))
+        k1 = find(rows, case.k1_counterpart())
         if row.get("error"):
             trl = k1 = None
         extra = {
@@ -142,12 +142,17 @@ def check_targets(rows: list[dict], roofline_flops: float) -> list[TargetCheck]:
         1.3,
         [r["work_vs_k1"] for r in heads4],
     )
-    for ckpt in (False, True):
-        lora4 = rows_of(library="mixdpo", method="lora", experts=4, batch=None, checkpointing=ckpt)
-        how = "with activation checkpointing" if ckpt else "activations stored"
+    for ckpt, seq in ((False, False), (True, False), (False, True), (True, True)):
+        lora4 = rows_of(
+            library="mixdpo", method="lora", experts=4, batch=None, checkpointing=ckpt, sequential=seq
+        )
+        how = " and ".join(
+            [w for w, on in (("activation checkpointing", ckpt), ("sequential experts", seq)) if on]
+        )
+        how = f"with {how}" if how else "activations stored"
         add(f"lora K=4 peak memory ≤ 1.15× lora K=1 ({how})", [r["memory_vs_k1"] for r in lora4], 1.15)
     for method in ("lora", "independent"):
-        k8 = rows_of(library="mixdpo", method=method, experts=8, cached_reference=True)
+        k8 = rows_of(library="mixdpo", method=method, experts=8, cached_reference=True, sequential=False)
         add(
             f"{method} K=8 step time ≤ 8.4× K=1 (cached ref)",
             [r["time_vs_k1"] for r in k8],

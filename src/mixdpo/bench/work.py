@@ -90,11 +90,13 @@ def analytic_step_flops(
     live_reference: bool,
     lora_r: int = 8,
     expert_layers: int = 2,
+    sequential: bool = False,
 ) -> StepWork:
     """FLOPs one step needs (module docstring). ``method``: ``full`` (full fine-tuning: TRL full,
     mixdpo ``independent``, once per expert), ``lora`` (frozen base + rank-``lora_r`` adapters on every
     linear; mixdpo runs the K experts as K R rows), ``heads`` (frozen trunk once, ``expert_layers`` top
-    blocks trained per expert, frozen shared head)."""
+    blocks trained per expert, frozen shared head). ``sequential``: mixdpo's ``sequential_experts`` adds one
+    forward of every expert without autograd (its E-step pass)."""
     rows, t, d = 2 * pairs, length, shape.width
     lin = 2 * t * shape.block_linear_params * rows  # projections of one block, all rows
     attn = 4 * t * t * d * rows  # QK^T and AV of one block, all rows
@@ -118,6 +120,8 @@ def analytic_step_flops(
         reference = expert_layers * (lin + attn) + head  # the base's top blocks on the shared trunk
     else:
         raise ValueError(f"unknown method {method!r}")
+    if sequential:
+        policy += num_experts * (blocks * (lin + attn + (adapters if method == "lora" else 0)) + head)
     return StepWork(policy=float(policy), reference=float(reference) if live_reference else 0.0)
 
 

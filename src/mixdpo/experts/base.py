@@ -122,6 +122,15 @@ class ExpertBackend(nn.Module):
         """[N, K] log pi_k(y_n | x_n) for every sequence n and expert k (differentiable)."""
         raise NotImplementedError
 
+    def expert_logps(
+        self, k: int, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """[N] log pi_k(y_n | x_n) of expert k alone (differentiable): column k of :meth:`forward`, computed
+        without running the other experts. Used by ``sequential_experts`` (:mod:`mixdpo.policy.sequential`)
+        to hold one expert's activations at a time; backends that cannot run one expert alone don't
+        define it."""
+        raise NotImplementedError(f"the {type(self).__name__} backend cannot run one expert alone")
+
     def reference_logps(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor
     ) -> torch.Tensor:

@@ -103,6 +103,14 @@ class IndependentExperts(ExpertBackend):
         """[N, K]: each expert's own forward pass."""
         return self._score(self.experts, input_ids, attention_mask, completion_mask)
 
+    def expert_logps(
+        self, k: int, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """[N]: expert k's own forward pass (column k of :meth:`forward`)."""
+        return sequence_logps(
+            self.experts[k], input_ids, attention_mask, completion_mask, average=self.average_logps
+        )
+
     def _score(self, models: nn.ModuleList, *batch: torch.Tensor) -> torch.Tensor:
         return torch.stack([sequence_logps(m, *batch, average=self.average_logps) for m in models], dim=-1)
 

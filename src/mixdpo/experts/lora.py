@@ -206,6 +206,18 @@ class LoraExperts(ExpertBackend):
         )
         return logps.view(k, n).T
 
+    def expert_logps(
+        self, k: int, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """[N] log pi_k(y|x) with adapter k on every row (column k of :meth:`forward`). The routing stays in
+        place after the call, like :meth:`forward`'s: a checkpointed backward recomputes with adapter k."""
+        if self.num_experts == 1:
+            return self.forward(input_ids, attention_mask, completion_mask)[:, 0]
+        self._routing = BlockRouting((adapter_name(k),), input_ids.shape[0])
+        return sequence_logps(
+            self.model, input_ids, attention_mask, completion_mask, average=self.average_logps
+        )
+
     def _forward_shared_trunk(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor
     ) -> torch.Tensor:

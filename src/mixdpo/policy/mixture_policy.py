@@ -43,6 +43,7 @@ from mixdpo.policy.checkpointing import disable_block_checkpointing, enable_bloc
 from mixdpo.policy.config import PolicyConfig
 from mixdpo.policy.generation import Generation, Prompt, generate
 from mixdpo.policy.scoring import Scores, score
+from mixdpo.policy.sequential import sequential_expert_logps
 from mixdpo.reference import ReferenceKey
 
 FORMAT_VERSION = 1
@@ -95,6 +96,8 @@ class MixturePolicy(nn.Module):
         self.users = list(users)
         self._user_index = {u: i for i, u in enumerate(self.users)}
         self.num_user_features = num_user_features
+        # see sequential_experts_enable; a training-time setting, not saved with the policy
+        self.sequential_experts = False
 
     @classmethod
     def create(
@@ -167,7 +170,7 @@ class MixturePolicy(nn.Module):
             ref_c, ref_r = batch[REF_CHOSEN_LOGPS], batch[REF_REJECTED_LOGPS]
             if ref_c.dim() == 1:
                 ref_c, ref_r = ref_c[:, None], ref_r[:, None]
-            logps = self.backend(ids, mask, completion)
+            logps = self._expert_logps(ids, mask, completion)
         elif isinstance(self.backend, HeadsExperts):
             logps, ref = self.backend.forward_with_reference(ids, mask, completion)
             ref_c, ref_r = split_chosen_rejected(ref)
@@ -175,9 +178,14 @@ class MixturePolicy(nn.Module):
             # Reference first: the lora backend keeps the policy forward's adapter routing in place for a
             # backward that recomputes activations (gradient checkpointing).
             ref_c, ref_r = split_chosen_rejected(self.backend.reference_logps(ids, mask, completion))
-            logps = self.backend(ids, mask, completion)
+            logps = self._expert_logps(ids, mask, completion)
         chosen, rejected = split_chosen_rejected(logps)
         return PolicyOutputs(chosen, rejected, ref_c, ref_r, gate_logits)
+
+    def _expert_logps(self, ids: torch.Tensor, mask: torch.Tensor, completion: torch.Tensor) -> torch.Tensor:
+        if self.sequential_experts and self.training:
+            return sequential_expert_logps(self.backend, ids, mask, completion)
+        return self.backend(ids, mask, completion)
 
     def routing_weights(self, inputs: GateInputs) -> torch.Tensor:
         """[B, K] inference-time routing weights w_k(x, u): softmax(top_k(logits) / T)."""
@@ -247,6 +255,18 @@ class MixturePolicy(nn.Module):
         disable_block_checkpointing(self)
 
     gradient_checkpointing_disable = activation_checkpointing_disable
+
+    def sequential_experts_enable(self, enabled: bool = True) -> None:
+        """Run the experts' training forward/backward one expert at a time (:mod:`.sequential`): stored
+        activations of one expert instead of K, for one extra forward of all experts without autograd.
+        Gradients are those of the joint step. ``lora`` and ``independent`` only: ``heads`` already runs
+        its trunk once and keeps only the small per-expert tops."""
+        if enabled and isinstance(self.backend, HeadsExperts):
+            raise MixDPOError(
+                "sequential_experts is for the lora and independent backends; heads already shares the trunk "
+                "(its per-expert activations are the top blocks only). Turn sequential_experts off."
+            )
+        self.sequential_experts = enabled
 
     # --- persistence ---------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> None:

@@ -108,6 +108,14 @@ class MixDPOConfig(TrainingArguments):
         default=False,
         metadata={"help": "Score sequences by mean instead of sum of token log-probs (IPO-style)."},
     )
+    sequential_experts: bool = field(
+        default=False,
+        metadata={
+            "help": "lora/independent: run the experts' forward+backward one expert at a time (after one "
+            "pass of all experts without autograd for the E-step): stored activations of 1 expert instead "
+            "of K, for ~1/3 more compute; same gradients. Single process only."
+        },
+    )
     # ----- gate ---------------------------------------------------------------------------------------
     gate: str = field(
         default="global",
@@ -276,6 +284,16 @@ class MixDPOConfig(TrainingArguments):
             # transformers 5.24 / accelerate 1.15 under torchrun on a machine with no accelerator initialise
             # the process group but leave every rank training alone (DistributedType.NO) unless use_cpu is set
             self.use_cpu = True
+        if self.sequential_experts and self.backend == "heads":
+            raise ConfigError(
+                "sequential_experts", "is for backend lora or independent; heads already runs its trunk once"
+            )
+        if self.sequential_experts and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError(
+                "sequential_experts",
+                "runs in a single process only (its per-expert backward inside the step is a pattern DDP "
+                "cannot follow); across processes use activation_checkpointing to save memory",
+            )
         super().__post_init__()
         if self.dataloader_pin_memory and not torch.cuda.is_available():
             self.dataloader_pin_memory = False  # pinning needs an accelerator (torch warns otherwise)

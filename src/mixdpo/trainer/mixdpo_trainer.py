@@ -96,6 +96,7 @@ class MixDPOTrainer(Trainer):
                 args.policy_config(), users=users if needs_users else (), num_user_features=num_features
             )
         self.policy = model
+        model.sequential_experts_enable(args.sequential_experts)
         if data_collator is None:
             data_collator = PreferenceCollator.from_tokenizer(
                 model.tokenizer, padding_side="right", user_vocab=PolicyUsers(model) if model.users else None
