@@ -42,7 +42,11 @@ class SpeedCase:
             else f"mixdpo {self.method} K={self.experts}"
         )
         label += " (cached ref)" if self.cached_reference else " (live ref)"
-        return label + (" + act. ckpt" if self.checkpointing else "") + (" + sequential" if self.sequential else "")
+        return (
+            label
+            + (" + act. ckpt" if self.checkpointing else "")
+            + (" + sequential" if self.sequential else "")
+        )
 
     @property
     def analytic_method(self) -> str:

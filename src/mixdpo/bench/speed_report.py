@@ -3,16 +3,16 @@ the machines are shared and noisy, so every number that matters is a ratio measu
 
 from __future__ import annotations
 
-import platform
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mixdpo.bench.sections import hardware, replace_section
 from mixdpo.bench.speed_cases import SpeedCase
 
 SECTION_BEGIN = "<!-- mixdpo bench speed: begin -->"
 SECTION_END = "<!-- mixdpo bench speed: end -->"
+__all__ = ["check_targets", "hardware", "markdown_table", "targets_table", "update_section", "with_ratios"]
 
 
 def _case(row: dict[str, Any]) -> SpeedCase:
@@ -178,41 +178,6 @@ def targets_table(checks: list[TargetCheck]) -> str:
     )
 
 
-def hardware() -> str:
-    """CPU model (or GPU name), core count and the library versions, for the report header."""
-    import os
-
-    import peft
-    import torch
-    import transformers
-    import trl
-
-    from mixdpo import __version__
-
-    if torch.cuda.is_available():
-        device = torch.cuda.get_device_name(0)
-    else:
-        device = platform.processor() or platform.machine()
-        try:
-            names = re.findall(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
-            device = names[0].strip() if names else device
-        except OSError:
-            pass
-        device += f", {os.cpu_count()} cores"
-    return (
-        f"{device}; Python {platform.python_version()}, torch {torch.__version__}, transformers "
-        f"{transformers.__version__}, trl {trl.__version__}, peft {peft.__version__}, mixdpo {__version__}"
-    )
-
-
 def update_section(path: Path, body: str) -> None:
     """Replace (or append) the speed section of a markdown file, leaving everything else as it was."""
-    text = path.read_text() if path.exists() else "# mixdpo benchmarks\n"
-    section = f"{SECTION_BEGIN}\n{body.rstrip()}\n{SECTION_END}"
-    if SECTION_BEGIN in text and SECTION_END in text:
-        start = text.index(SECTION_BEGIN)
-        end = text.index(SECTION_END) + len(SECTION_END)
-        text = text[:start] + section + text[end:]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
+    replace_section(path, body, SECTION_BEGIN, SECTION_END)

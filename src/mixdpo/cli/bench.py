@@ -1,4 +1,5 @@
-"""``mixdpo bench speed``: measure mixdpo against TRL's DPOTrainer (see :mod:`mixdpo.bench`)."""
+"""``mixdpo bench speed`` (mixdpo against TRL's DPOTrainer) and ``mixdpo bench quality`` (DPO vs Mix-DPO vs
+MoE-DPO on the sampled tasks); see :mod:`mixdpo.bench`."""
 
 from __future__ import annotations
 
@@ -7,8 +8,13 @@ import shlex
 import sys
 from pathlib import Path
 
+from mixdpo.cli.bench_quality import add_quality_arguments, run_quality
+
 NAME = "bench"
-HELP = "benchmarks: `mixdpo bench speed` (step time, memory, FLOPs against TRL's DPOTrainer)"
+HELP = (
+    "benchmarks: `mixdpo bench speed` (step time, memory, FLOPs against TRL's DPOTrainer), "
+    "`mixdpo bench quality` (DPO vs Mix-DPO vs MoE-DPO on the sampled tasks)"
+)
 SPEED_DESCRIPTION = """\
 Time real training steps of TRL's DPOTrainer and of mixdpo (K = 1, 2, 4, 8 for the lora, heads and
 independent backends, with and without cached reference log-probs) on the same model, token ids, batch,
@@ -76,10 +82,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="replace the speed section of PATH (default BENCHMARKS.md)",
     )
     speed.add_argument("--timeout", type=float, default=1800.0, help="seconds per case before giving up")
+    add_quality_arguments(sub)
     parser.set_defaults(_bench_parser=parser)
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
+    if args.bench == "quality":
+        return run_quality(args)
     if args.bench != "speed":
         args._bench_parser.print_help()
         return 0

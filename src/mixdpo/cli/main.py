@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from mixdpo import __version__
-from mixdpo.cli import bench, demo, env, evaluate, generate, make_pairs, personalize, train
+from mixdpo.cli import bench, demo, env, evaluate, generate, make_pairs, personalize, tasks, train
 
 # Each sub-command module exposes NAME, HELP, add_arguments(parser) and run(args, overrides) -> int.
-COMMANDS = (demo, train, evaluate, generate, personalize, make_pairs, bench, env)
+COMMANDS = (demo, train, evaluate, generate, personalize, make_pairs, tasks, bench, env)
 # Sub-commands that take key=value / --key=value training-option overrides after their own arguments.
 TAKES_OVERRIDES = {demo.NAME, train.NAME}
 

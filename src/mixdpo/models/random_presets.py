@@ -83,6 +83,29 @@ PRESETS: dict[str, RandomPreset] = {
             num_key_value_heads=2,
         ),
     ),
+    # The quality benchmark's model sizes (with SmolLM2-135M): ~0.8M and ~18M parameters.
+    "llama-1m": RandomPreset(
+        "llama",
+        "Llama, 4 layers, hidden 128, 4 heads / 2 KV heads, ~0.8M parameters (quality benchmark)",
+        dict(
+            num_hidden_layers=4,
+            hidden_size=128,
+            intermediate_size=344,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        ),
+    ),
+    "llama-20m": RandomPreset(
+        "llama",
+        "Llama, 6 layers, hidden 512, 8 heads / 4 KV heads, ~18M parameters (quality benchmark)",
+        dict(
+            num_hidden_layers=6,
+            hidden_size=512,
+            intermediate_size=1376,
+            num_attention_heads=8,
+            num_key_value_heads=4,
+        ),
+    ),
 }
 
 

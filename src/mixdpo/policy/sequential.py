@@ -14,8 +14,9 @@ all experts without autograd (about a third more compute than the joint step); t
 activations no longer grow with K. With dropout the two passes draw different masks, so the gradient is
 then not the joint step's; all presets here train without dropout.
 
-Only for a single process: the nested backward of step 2 is the pattern DDP cannot follow without
-``static_graph`` (its reducer finalises at the end of the first inner backward).
+Single process only: step 2 runs K backward passes nested inside the loss's backward, while DDP's
+reducer expects one backward per forward (as with reentrant activation checkpointing, which needs
+``static_graph`` there); this combination is refused rather than left to chance.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Built-in multi-preference tasks: small, deterministic preference data whose hidden groups disagree.
 
-Every task is generated in code from word lists (no downloads; all titles are invented) and returns
-TRL rows (``prompt`` / ``chosen`` / ``rejected``, conversational by default, ``format="text"`` for plain
-text) with a hidden ``group`` label for evaluation, a ``domain`` ("movie"/"book") and, where the task
-has users, a ``user_id``.
+The word-list tasks are generated in code (no downloads; all titles are invented); the sampled tasks are
+built from completions of SmolLM2-135M-Instruct scored by the reward functions of :mod:`mixdpo.rewards`
+(shipped with the package; :mod:`mixdpo.tasks.sampled`). All return TRL rows (``prompt`` / ``chosen`` /
+``rejected``, conversational by default, ``format="text"`` for plain text) with a hidden ``group`` label
+for evaluation, a ``domain`` ("movie"/"book") and, where the task has users, a ``user_id``.
 
 ========================  =====================================================  =================  ========
 task                      hidden groups (share of pairs)                         gate               ceiling
@@ -11,6 +12,9 @@ task                      hidden groups (share of pairs)                        
 ``reviews-users``         fans prefer praise (2/3), critics criticism (1/3)      user (MoE-DPO)     2/3
 ``reviews-domains``       movie prompts: concise (1/2); book prompts: detailed   prompt (MoE-DPO)   1 (1/2)
 ``reviews-mixed``         axes positive (.4), concise (.3), formal (.3)          global (Mix-DPO)   2/3
+``multi-reward``          sampled; axes sentiment, readability, length           global (Mix-DPO)   < 1
+``cross-domain``          sampled; movies: shortest, books: longest (1/2 each)   prompt (MoE-DPO)   1
+``personas``              sampled; fans: most positive (2/3), critics (1/3)      user (MoE-DPO)     2/3
 ========================  =====================================================  =================  ========
 
 *Ceiling*: the best preference accuracy any single policy can reach on the evaluation split, counted by

@@ -209,3 +209,32 @@ def check_sizes(sizes: dict[str, int], multiples: dict[str, int], minimums: dict
                 f"must be a multiple of {multiple} (each item is labelled {multiple} times); "
                 f"got {sizes[key]}",
             )
+
+
+def label_by_users(
+    rng: random.Random,
+    items: list[tuple[str, str, str, str]],
+    groups: dict[str, tuple[list[str], int]],
+) -> list[Pair]:
+    """Label every item ``(request, first, second, domain)`` by users of hidden groups, in random order.
+
+    ``groups`` maps a group to its users and how many of them label each item; the first group prefers
+    ``first``, every other group ``second``. Users are spread evenly (:func:`assign_users`).
+    """
+    user_sets = {g: assign_users(rng, users, len(items), per_item) for g, (users, per_item) in groups.items()}
+    leader = next(iter(groups))
+    pairs = []
+    for i, (request, first, second, domain) in enumerate(items):
+        for group, sets in user_sets.items():
+            chosen, rejected = (first, second) if group == leader else (second, first)
+            pairs += [Pair(request, chosen, rejected, group, domain, user) for user in sets[i]]
+    rng.shuffle(pairs)
+    return pairs
+
+
+def hidden_group_users(rng: random.Random, first: int, n_a: int, n_b: int) -> tuple[list[str], list[str]]:
+    """User ids ``user_<first>``... split into two groups of ``n_a`` and ``n_b`` at random, so that ids do
+    not reveal groups."""
+    ids = [f"user_{i:02d}" for i in range(first, first + n_a + n_b)]
+    rng.shuffle(ids)
+    return sorted(ids[:n_a]), sorted(ids[n_a:])

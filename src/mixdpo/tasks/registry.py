@@ -10,23 +10,32 @@ from pathlib import Path
 from typing import Any
 
 from mixdpo.errors import ConfigError
-from mixdpo.tasks import reviews_domains, reviews_mixed, reviews_users
+from mixdpo.tasks import cross_domain, multi_reward, personas, reviews_domains, reviews_mixed, reviews_users
 from mixdpo.tasks.base import FORMATS, TaskData
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A built-in task: its name, a one-line summary, default sizes, and its builder."""
+    """A built-in task: its name, a one-line summary, default sizes, its builder, and whether it is built
+    from sampled, scored completions (:mod:`mixdpo.tasks.sampled`; the builder then takes ``samples``)."""
 
     name: str
     summary: str
     sizes: dict[str, int]
-    build: Callable[[int, dict[str, int], str], TaskData]
+    build: Callable[..., TaskData]
+    sampled: bool = False
 
 
 TASKS: dict[str, TaskSpec] = {
-    module.NAME: TaskSpec(module.NAME, module.SUMMARY, dict(module.SIZES), module.build)
-    for module in (reviews_users, reviews_domains, reviews_mixed)
+    module.NAME: TaskSpec(module.NAME, module.SUMMARY, dict(module.SIZES), module.build, sampled)
+    for module, sampled in (
+        (reviews_users, False),
+        (reviews_domains, False),
+        (reviews_mixed, False),
+        (multi_reward, True),
+        (cross_domain, True),
+        (personas, True),
+    )
 }
 
 
@@ -46,13 +55,22 @@ def _spec(name: str) -> TaskSpec:
     return TASKS[name]
 
 
-def build_task(name: str, *, seed: int = 0, format: str = "chat", **sizes: int) -> TaskData:
+def build_task(
+    name: str,
+    *,
+    seed: int = 0,
+    format: str = "chat",
+    samples: str | os.PathLike[str] | None = None,
+    **sizes: int,
+) -> TaskData:
     """Build a built-in task; the same ``(name, seed, format, sizes)`` always gives the same rows.
 
     Args:
         name: one of :func:`list_tasks`.
         seed: any integer; different seeds give different titles, reviews, users and orders.
         format: "chat" (conversational rows, for models with a chat template) or "text" (plain text).
+        samples: tasks built from sampled completions (``multi-reward``, ``cross-domain``, ``personas``):
+            a ``scored.jsonl`` of ``mixdpo make-pairs`` to build from instead of the shipped SmolLM2 samples.
         **sizes: overrides of the task's default sizes (:func:`task_sizes`), e.g. ``train_pairs=120``.
 
     Raises:
@@ -71,6 +89,10 @@ def build_task(name: str, *, seed: int = 0, format: str = "chat", **sizes: int) 
     for key, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(key, f"must be a non-negative integer, got {value!r}")
+    if samples is not None and not spec.sampled:
+        raise ConfigError("samples", f"task {name!r} is generated from word lists; it takes no samples file")
+    if spec.sampled:
+        return spec.build(seed, {**spec.sizes, **sizes}, format, None if samples is None else str(samples))
     return spec.build(seed, {**spec.sizes, **sizes}, format)
 
 
@@ -81,7 +103,13 @@ def write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def write_task(
-    name: str, out_dir: str | os.PathLike[str], *, seed: int = 0, format: str = "chat", **sizes: int
+    name: str,
+    out_dir: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    format: str = "chat",
+    samples: str | os.PathLike[str] | None = None,
+    **sizes: int,
 ) -> dict[str, Path]:
     """Build a task and write it to ``out_dir`` (created if needed).
 
@@ -92,7 +120,7 @@ def write_task(
     Returns:
         The written files by split name, plus ``"readme"`` and ``"meta"``.
     """
-    task = build_task(name, seed=seed, format=format, **sizes)
+    task = build_task(name, seed=seed, format=format, samples=samples, **sizes)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
@@ -105,7 +133,9 @@ def write_task(
             path.unlink()
     files = "\n".join(f"- `{path.name}`: {len(task.rows(split))} pairs" for split, path in paths.items())
     call = ", ".join(
-        [repr(name), f"seed={seed}", f"format={format!r}"] + [f"{k}={v}" for k, v in task.sizes.items()]
+        [repr(name), f"seed={seed}", f"format={format!r}"]
+        + ([f"samples={str(samples)!r}"] if samples is not None else [])
+        + [f"{k}={v}" for k, v in task.sizes.items()]
     )
     paths["readme"] = out / "README.md"
     paths["readme"].write_text(

@@ -26,9 +26,10 @@ from mixdpo.tasks.base import (
     Pair,
     TaskData,
     TitleCycle,
-    assign_users,
     balanced_domains,
     check_sizes,
+    hidden_group_users,
+    label_by_users,
     numbers_markdown,
     split_titles,
     to_row,
@@ -104,23 +105,7 @@ def _labelled(
 ) -> list[Pair]:
     n_items = n_pairs // (FANS_PER_ITEM + CRITICS_PER_ITEM)
     items = _items(rng, n_items, titles)
-    fan_sets = assign_users(rng, fans, n_items, FANS_PER_ITEM)
-    critic_sets = assign_users(rng, critics, n_items, CRITICS_PER_ITEM)
-    pairs = []
-    for (request, praise, criticism, domain), item_fans, item_critics in zip(
-        items, fan_sets, critic_sets, strict=True
-    ):
-        pairs += [Pair(request, praise, criticism, "fans", domain, user) for user in item_fans]
-        pairs += [Pair(request, criticism, praise, "critics", domain, user) for user in item_critics]
-    rng.shuffle(pairs)
-    return pairs
-
-
-def _users(rng: random.Random, first: int, n_fans: int, n_critics: int) -> tuple[list[str], list[str]]:
-    """User ids ``user_<first>``... with the groups shuffled among them, so ids do not reveal groups."""
-    ids = [f"user_{i:02d}" for i in range(first, first + n_fans + n_critics)]
-    rng.shuffle(ids)
-    return sorted(ids[:n_fans]), sorted(ids[n_fans:])
+    return label_by_users(rng, items, {"fans": (fans, FANS_PER_ITEM), "critics": (critics, CRITICS_PER_ITEM)})
 
 
 def build(seed: int, sizes: dict[str, int], fmt: str) -> TaskData:
@@ -138,8 +123,8 @@ def build(seed: int, sizes: dict[str, int], fmt: str) -> TaskData:
         return random.Random(f"{NAME}:{seed}:{part}")
 
     titles = split_titles(rng("titles"))
-    fans, critics = _users(rng("users"), 0, sizes["fans"], sizes["critics"])
-    new_fans, new_critics = _users(
+    fans, critics = hidden_group_users(rng("users"), 0, sizes["fans"], sizes["critics"])
+    new_fans, new_critics = hidden_group_users(
         rng("new_users"), sizes["fans"] + sizes["critics"], sizes["new_fans"], sizes["new_critics"]
     )
     splits = {

@@ -291,8 +291,9 @@ class MixDPOConfig(TrainingArguments):
         if self.sequential_experts and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ConfigError(
                 "sequential_experts",
-                "runs in a single process only (its per-expert backward inside the step is a pattern DDP "
-                "cannot follow); across processes use activation_checkpointing to save memory",
+                "runs in a single process only (its per-expert backward passes nest inside the step's "
+                "backward, which DDP's gradient reducer does not expect); across processes use "
+                "activation_checkpointing to save memory",
             )
         super().__post_init__()
         if self.dataloader_pin_memory and not torch.cuda.is_available():

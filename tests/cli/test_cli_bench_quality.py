@@ -1,0 +1,52 @@
+"""``mixdpo bench quality --tier fast`` end to end: every case trains, is evaluated on held-out pairs and
+generates, and the report, plot and BENCHMARKS section are written; a rerun keeps what was measured."""
+
+from __future__ import annotations
+
+import json
+
+from tests_cli_helpers import run_mixdpo as run_cli
+
+
+def test_bench_quality_fast_tier_runs_and_writes_its_report(tmp_path):
+    bench_md = tmp_path / "BENCHMARKS.md"
+    bench_md.write_text("# Benchmarks\n\nother sections stay\n")
+    out = tmp_path / "out"
+    result = run_cli("bench", "quality", "--tier", "fast", "--output-dir", str(out),
+                     "--update-benchmarks", str(bench_md), timeout=1200)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads((out / "quality.json").read_text())
+    rows = document["rows"]
+    assert len(rows) == 9  # 3 tasks x (DPO, Mix-DPO, MoE-DPO), one seed
+    for row in rows:
+        assert row.get("error") is None
+        assert 0.0 <= row["eval"]["mixture_accuracy"] <= 1.0
+        k = row["num_experts"]
+        assert k == (
+            1 if row["case"]["method"] == "dpo" else 2 if row["case"]["task"] != "multi-reward" else 3
+        )
+        sources = set(row["generation"])
+        assert sources == {"reference", "mixture", *(f"expert:{i}" for i in range(k))}
+    personas = next(r for r in rows if r["case"]["task"] == "personas" and r["case"]["method"] == "moe-dpo")
+    assert personas["gate"] == "user"
+    assert set(personas["generation"]["mixture"]) == {"sentiment[critics]", "sentiment[fans]"}
+    cross = next(r for r in rows if r["case"]["task"] == "cross-domain" and r["case"]["method"] == "dpo")
+    assert set(cross["generation"]["reference"]) == {"length[book]", "length[movie]"}
+    report = (out / "quality.md").read_text()
+    for line in (
+        "### Targets",
+        "### Held-out preference accuracy",
+        "| random:llama-1m | personas | moe-dpo | 2 | 1 |",
+        "reward gain over the reference model",
+    ):
+        assert line in report
+    assert (out / "quality.png").stat().st_size > 0
+    assert not (out / "runs").exists()  # run directories are removed unless --keep-runs
+    text = bench_md.read_text()
+    assert "other sections stay" in text
+    assert "mixdpo bench quality --tier fast" in text
+    assert (tmp_path / "docs" / "benchmarks" / "quality-fast.png").is_file()
+
+    again = run_cli("bench", "quality", "--tier", "fast", "--output-dir", str(out), "--tasks", "personas")
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("measured before, kept") == 3
