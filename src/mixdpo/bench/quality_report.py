@@ -1,0 +1,214 @@
+"""Tables, target checks and plots of ``mixdpo bench quality``: mean and spread over seeds per (model, task,
+method), the issue's targets with their measured values, and the ``BENCHMARKS.md`` section."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mixdpo.bench.quality_cases import METHODS
+
+SECTION_BEGIN = "<!-- mixdpo bench quality: begin -->"
+SECTION_END = "<!-- mixdpo bench quality: end -->"
+
+
+def mean_spread(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """(mean, sample standard deviation) of the values that are not None; spread 0.0 for one value."""
+    got = [float(v) for v in values if v is not None]
+    if not got:
+        return None, None
+    return statistics.fmean(got), (statistics.stdev(got) if len(got) > 1 else 0.0)
+
+
+def _fmt(pair: tuple[float | None, float | None], pct: bool = True) -> str:
+    mean, spread = pair
+    if mean is None:
+        return "—"
+    if pct:
+        return f"{100 * mean:.1f} ± {100 * spread:.1f}"
+    return f"{mean:.2f} ± {spread:.2f}"
+
+
+def grouped(rows: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
+    """Rows (without errors) by (model, task, method), seeds together."""
+    out: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    for row in rows:
+        if row.get("error") is None:
+            case = row["case"]
+            out[(case["model"], case["task"], case["method"])].append(row)
+    return out
+
+
+def generation_gain(row: dict, source: str, key: str) -> float | None:
+    """Mean reward ``key`` of ``source``'s generations minus the reference model's."""
+    gen = row.get("generation") or {}
+    if source not in gen or "reference" not in gen or key not in gen[source]:
+        return None
+    return gen[source][key] - gen["reference"][key]
+
+
+def accuracy_table(rows: list[dict]) -> str:
+    """Per model and task: each method's held-out accuracy, per-group accuracies, ARI, routing accuracy."""
+    lines = [
+        "| model | task | method | K | seeds | mixture accuracy % | per-group accuracy % | ARI "
+        "| routing accuracy % |",
+        "|---|---|---|---:|---:|---:|---|---:|---:|",
+    ]
+    for (model, task, method), runs in sorted(grouped(rows).items(), key=_order):
+        groups = sorted({g for r in runs for g in (r["eval"].get("per_group_accuracy") or {})})
+        per_group = ", ".join(
+            f"{g} {_fmt(mean_spread([(r['eval'].get('per_group_accuracy') or {}).get(g) for r in runs]))}"
+            for g in groups
+        )
+        cells = [
+            model, task, method, runs[0]["num_experts"], len(runs),
+            _fmt(mean_spread([r["eval"].get("mixture_accuracy") for r in runs])),
+            per_group or "—",
+            # one expert: every pair goes to it, so ARI and routing say nothing
+            "—" if runs[0]["num_experts"] == 1 else _fmt(mean_spread([r["eval"].get("ari") for r in runs]), False),
+            "—" if runs[0]["num_experts"] == 1 else _fmt(mean_spread([r["eval"].get("routing_accuracy") for r in runs])),
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def generation_table(rows: list[dict]) -> str:
+    """Per model and task: each generation source's reward gain over the reference model, per metric."""
+    lines = ["| model | task | method | source | reward gain over the reference model (mean ± spread) |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for (model, task, method), runs in sorted(grouped(rows).items(), key=_order):
+        gens = [r["generation"] for r in runs if r.get("generation")]
+        if not gens:
+            continue
+        for source in [s for s in gens[0] if s != "reference"]:
+            keys = sorted(gens[0][source])
+            gains = ", ".join(
+                f"{key} {_fmt(mean_spread([generation_gain(r, source, key) for r in runs]), pct=False)}"
+                for key in keys
+            )
+            lines.append(f"| {model} | {task} | {method} | {source} | {gains} |")
+    return "\n".join(lines) + "\n"
+
+
+def _order(item: tuple[tuple[str, str, str], Any]) -> tuple:
+    (model, task, method), _ = item
+    return (model, task, METHODS.index(method) if method in METHODS else 99)
+
+
+@dataclass(frozen=True)
+class QualityTarget:
+    target: str
+    measured: str
+    met: bool | None
+
+    def line(self) -> str:
+        verdict = {True: "met", False: "**missed**", None: "not measured"}[self.met]
+        return f"| {self.target} | {self.measured} | {verdict} |"
+
+
+def check_targets(rows: list[dict]) -> list[QualityTarget]:
+    """The issue's targets per model: MoE-DPO per-group accuracy, ARI and routing on ``personas`` and
+    ``cross-domain`` (and plain DPO's accuracy next to the majority share), and the multi-reward
+    generation target: on >= 2 of the 3 axes, Mix-DPO's expert for the axis (``group_to_expert``) raises
+    the axis's reward of generated text over the reference model (gain > 0) and by more than DPO does."""
+    by_case = grouped(rows)
+    models = sorted({model for model, _, _ in by_case})
+    checks = []
+    for model in models:
+        for task in ("personas", "cross-domain"):
+            moe, dpo = by_case.get((model, task, "moe-dpo"), []), by_case.get((model, task, "dpo"), [])
+            if moe:
+                worst = [min((r["eval"].get("per_group_accuracy") or {"?": 0.0}).values()) for r in moe]
+                ari = [r["eval"].get("ari") for r in moe]
+                routing = [r["eval"].get("routing_accuracy") for r in moe]
+                m_worst, m_ari, m_routing = (
+                    mean_spread(worst)[0],
+                    mean_spread(ari)[0],
+                    mean_spread(routing)[0],
+                )
+                checks.append(QualityTarget(
+                    f"{model} · {task}: MoE-DPO worst-group accuracy ≥ 95%, ARI ≥ 0.9, routing ≥ 95%",
+                    f"{_fmt(mean_spread(worst))} %, ARI {_fmt(mean_spread(ari), pct=False)}, "
+                    f"routing {_fmt(mean_spread(routing))} %",
+                    None if None in (m_worst, m_ari, m_routing)
+                    else bool(m_worst >= 0.95 and m_ari >= 0.9 and m_routing >= 0.95),
+                ))  # fmt: skip
+            if dpo:
+                acc = mean_spread([r["eval"].get("mixture_accuracy") for r in dpo])
+                per = [r["eval"].get("per_group_accuracy") or {} for r in dpo]
+                worst = mean_spread([min(p.values()) if p else None for p in per])
+                checks.append(QualityTarget(
+                    f"{model} · {task}: plain DPO (context: stays near the majority share)",
+                    f"accuracy {_fmt(acc)} %, worst group {_fmt(worst)} %", None,
+                ))  # fmt: skip
+        mix, dpo = (
+            by_case.get((model, "multi-reward", "mix-dpo"), []),
+            by_case.get((model, "multi-reward", "dpo"), []),
+        )
+        if mix and dpo:
+            wins, shown = 0, []
+            for axis in ("sentiment", "readability", "length"):
+                own = []
+                for r in mix:
+                    expert = (r["eval"].get("group_to_expert") or {}).get(axis)
+                    own.append(None if expert is None else generation_gain(r, f"expert:{expert}", axis))
+                base = mean_spread([generation_gain(r, "expert:0", axis) for r in dpo])[0]
+                mine = mean_spread(own)[0]
+                if mine is not None and base is not None:
+                    wins += mine > 0 and mine > base  # raises the axis, and by more than DPO
+                    shown.append(f"{axis} {mine:+.2f} vs {base:+.2f}")
+            checks.append(QualityTarget(
+                f"{model} · multi-reward: Mix-DPO's expert for an axis raises it more than DPO "
+                "(≥ 2 of 3 axes)",
+                "; ".join(shown) or "—", None if not shown else wins >= 2,
+            ))  # fmt: skip
+    return checks
+
+
+def targets_table(checks: list[QualityTarget]) -> str:
+    return (
+        "| target | measured (mean ± spread over seeds) | verdict |\n|---|---|---|\n"
+        + "\n".join(c.line() for c in checks)
+        + "\n"
+    )
+
+
+def plot_accuracy(rows: list[dict], path: Path) -> Path | None:
+    """One panel per (model, task): per-group held-out accuracy of each method (mean over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_case = grouped(rows)
+    panels = sorted({(model, task) for model, task, _ in by_case})
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, (model, task) in zip(axes[0], panels, strict=True):
+        methods = [m for m in METHODS if (model, task, m) in by_case]
+        groups = sorted({g for m in methods for r in by_case[(model, task, m)]
+                         for g in (r["eval"].get("per_group_accuracy") or {})})  # fmt: skip
+        width = 0.8 / max(len(groups), 1)
+        for j, group in enumerate(groups):
+            values = []
+            for m in methods:
+                accs = [
+                    (r["eval"].get("per_group_accuracy") or {}).get(group) for r in by_case[(model, task, m)]
+                ]
+                values.append(mean_spread(accs)[0] or 0.0)
+            ax.bar([i + j * width for i in range(len(methods))], values, width, label=group)
+        ax.set_xticks([i + width * (len(groups) - 1) / 2 for i in range(len(methods))], methods)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{task}\n{model}", fontsize=9)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("held-out accuracy per hidden group")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

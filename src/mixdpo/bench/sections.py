@@ -1,0 +1,48 @@
+"""What every benchmark report shares: the hardware line, and replacing its own section of a markdown file."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import re
+from pathlib import Path
+
+
+def hardware(libraries: tuple[str, ...] = ("torch", "transformers", "trl", "peft")) -> str:
+    """CPU model (or GPU name), core count and the versions of ``libraries`` that are installed."""
+    import torch
+
+    from mixdpo import __version__
+
+    if torch.cuda.is_available():
+        device = torch.cuda.get_device_name(0)
+    else:
+        device = platform.processor() or platform.machine()
+        try:
+            names = re.findall(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
+            device = names[0].strip() if names else device
+        except OSError:
+            pass
+        device += f", {os.cpu_count()} cores"
+    versions = []
+    for name in libraries:
+        try:
+            versions.append(f"{name} {importlib.import_module(name).__version__}")
+        except ImportError:
+            continue
+    return f"{device}; Python {platform.python_version()}, {', '.join(versions)}, mixdpo {__version__}"
+
+
+def replace_section(path: Path, body: str, begin: str, end: str) -> None:
+    """Replace the part of ``path`` between the ``begin`` and ``end`` markers by ``body`` (appended, with
+    the markers, when absent), leaving everything else as it was."""
+    text = path.read_text() if path.exists() else "# mixdpo benchmarks\n"
+    section = f"{begin}\n{body.rstrip()}\n{end}"
+    if begin in text and end in text:
+        start = text.index(begin)
+        stop = text.index(end) + len(end)
+        text = text[:start] + section + text[stop:]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    path.write_text(text)

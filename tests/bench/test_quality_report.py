@@ -1,0 +1,134 @@
+"""The quality benchmark's arithmetic and tables on hand-made rows: mean and spread over seeds, gains over
+the reference model, the targets' verdicts, the section replacement, and the tiers' case lists."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from mixdpo.bench.quality_cases import METHODS, TASKS, select, tier
+from mixdpo.bench.quality_report import (
+    accuracy_table,
+    check_targets,
+    generation_gain,
+    generation_table,
+    mean_spread,
+    plot_accuracy,
+)
+from mixdpo.bench.quality_suite import report_markdown
+from mixdpo.errors import ConfigError
+
+
+def _row(task, method, seed, acc, per_group, ari=None, routing=None, generation=None, mapping=None, k=2):
+    return {
+        "case": {"task": task, "method": method, "model": "random:llama-1m", "seed": seed},
+        "num_experts": 1 if method == "dpo" else k,
+        "gate": "user",
+        "eval": {
+            "mixture_accuracy": acc,
+            "per_group_accuracy": per_group,
+            "ari": ari,
+            "routing_accuracy": routing,
+            "group_to_expert": mapping,
+        },  # fmt: skip
+        "generation": generation,
+        "wall_s": 1.0,
+    }
+
+
+def test_mean_spread_is_the_sample_statistics():
+    assert mean_spread([0.5, 0.7, None, 0.9]) == pytest.approx((0.7, statistics.stdev([0.5, 0.7, 0.9])))
+    assert mean_spread([0.4]) == (0.4, 0.0)
+    assert mean_spread([None]) == (None, None)
+
+
+def test_targets_on_hand_made_rows():
+    rows = [
+        _row("personas", "moe-dpo", 0, 0.98, {"fans": 0.99, "critics": 0.96}, ari=1.0, routing=1.0),
+        _row("personas", "moe-dpo", 1, 0.97, {"fans": 0.99, "critics": 0.94}, ari=0.9, routing=0.98),
+        _row("personas", "dpo", 0, 0.66, {"fans": 1.0, "critics": 0.0}),
+        _row("cross-domain", "moe-dpo", 0, 0.9, {"movies-concise": 0.99, "books-detailed": 0.8}, 0.5, 0.7),
+    ]
+    checks = {c.target: c for c in check_targets(rows)}
+    personas = checks[
+        "random:llama-1m · personas: MoE-DPO worst-group accuracy ≥ 95%, ARI ≥ 0.9, routing ≥ 95%"
+    ]
+    assert personas.met is True  # worst groups 0.96 and 0.94: mean 0.95
+    assert personas.measured.startswith("95.0 ± 1.4 %")
+    cross = checks[
+        "random:llama-1m · cross-domain: MoE-DPO worst-group accuracy ≥ 95%, ARI ≥ 0.9, routing ≥ 95%"
+    ]
+    assert cross.met is False
+    dpo = checks["random:llama-1m · personas: plain DPO (context: stays near the majority share)"]
+    assert dpo.met is None
+    assert "worst group 0.0 ± 0.0 %" in dpo.measured
+
+
+def test_multi_reward_target_uses_each_axis_own_expert():
+    ref = {"sentiment": 0.0, "readability": 50.0, "length": 20.0}
+
+    def gen(**experts):
+        return {"reference": ref, **{f"expert:{k[1:]}": v for k, v in experts.items()}}
+
+    mix = _row("multi-reward", "mix-dpo", 0, 0.7, {}, k=3, mapping={"sentiment": 2, "readability": 0, "length": 1},
+               generation=gen(e0={"sentiment": 0.0, "readability": 60.0, "length": 20.0},
+                              e1={"sentiment": 0.0, "readability": 50.0, "length": 21.0},
+                              e2={"sentiment": 0.5, "readability": 50.0, "length": 20.0}))  # fmt: skip
+    dpo = _row("multi-reward", "dpo", 0, 0.6, {},
+               generation=gen(e0={"sentiment": 0.2, "readability": 55.0, "length": 25.0}))  # fmt: skip
+    assert generation_gain(mix, "expert:2", "sentiment") == pytest.approx(0.5)
+    (check,) = check_targets([mix, dpo])
+    # sentiment +0.5 vs +0.2 and readability +10 vs +5 win; length +1 vs +5 loses: 2 of 3
+    assert check.met is True
+    worse = dict(dpo, generation=gen(e0={"sentiment": -0.5, "readability": 40.0, "length": 10.0}))
+    mix_flat = dict(mix, generation=gen(e0=ref, e1=ref, e2={"sentiment": 0.5, **{k: ref[k] for k in ("readability", "length")}}))
+    (flat,) = check_targets([mix_flat, worse])
+    assert flat.met is False  # 0.0 beats DPO's losses but raises nothing: only sentiment counts
+    assert check.measured == "sentiment +0.50 vs +0.20; readability +10.00 vs +5.00; length +1.00 vs +5.00"
+    assert "| random:llama-1m | multi-reward | mix-dpo | expert:2 | length 0.00 ± 0.00, readability 0.00 ± 0.00, " \
+           "sentiment 0.50 ± 0.00 |" in generation_table([mix, dpo])  # fmt: skip
+
+
+def test_tables_report_and_plot(tmp_path):
+    rows = [
+        _row("personas", "dpo", 0, 0.66, {"fans": 1.0, "critics": 0.0}),
+        _row("personas", "dpo", 1, 0.68, {"fans": 1.0, "critics": 0.1}),
+        _row("personas", "moe-dpo", 0, 0.98, {"fans": 0.99, "critics": 0.96}, ari=1.0, routing=1.0),
+        {
+            "case": {"task": "personas", "method": "mix-dpo", "model": "random:llama-1m", "seed": 0},
+            "error": "boom",
+        },
+    ]
+    table = accuracy_table(rows)
+    assert (
+        "| random:llama-1m | personas | dpo | 1 | 2 | 67.0 ± 1.4 | critics 5.0 ± 7.1, fans 100.0 ± 0.0 |"
+        in table
+    )
+    assert table.index("| dpo |") < table.index("| moe-dpo |")
+    document = {"tier": "fast", "command": "mixdpo bench quality", "date": "2026-11-29", "wall_s": 60.0,
+                "hardware": "cpu", "models": ["random:llama-1m"], "seeds": [0, 1], "rows": rows,
+                "settings": tier("fast").settings.to_dict()}  # fmt: skip
+    text = report_markdown(document, "quality.png")
+    assert "### Failed cases" in text
+    assert "boom" in text
+    assert "![per-group accuracy](quality.png)" in text
+    assert plot_accuracy(rows, tmp_path / "q.png").stat().st_size > 0
+
+
+def test_tiers_and_selection():
+    fast = tier("fast")
+    assert len(fast.cases) == len(TASKS) * len(METHODS)
+    full = tier("full")
+    assert {c.model for c in full.cases} == {"random:llama-1m", "random:llama-20m", "builtin:smollm2-135m"}
+    assert len(full.cases) == 3 * len(TASKS) * 3 * len(METHODS)
+    chosen = select(full, tasks=["personas"], methods=["dpo", "moe-dpo"], seeds=[4], max_steps=5)
+    assert [(c.task, c.method, c.seed) for c in chosen.cases[:2]] == [
+        ("personas", "dpo", 4),
+        ("personas", "moe-dpo", 4),
+    ]
+    assert chosen.settings.max_steps == 5
+    with pytest.raises(ConfigError, match="unknown 'ppo'"):
+        select(full, methods=["ppo"])
+    with pytest.raises(ConfigError, match="choose fast or full"):
+        tier("huge")
