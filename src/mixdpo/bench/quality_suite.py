@@ -96,6 +96,8 @@ def run_quality_suite(
         rows.append(row)
         document["wall_s"] = time.perf_counter() - started
         (out_dir / "quality.json").write_text(json.dumps(document, indent=2))
+    if not keep_runs:
+        shutil.rmtree(out_dir / "runs", ignore_errors=True)
     plot = plot_accuracy(rows, out_dir / "quality.png")
     document["wall_s"] = time.perf_counter() - started
     (out_dir / "quality.json").write_text(json.dumps(document, indent=2))
