@@ -31,7 +31,7 @@ def _row(task, method, seed, acc, per_group, ari=None, routing=None, generation=
             "ari": ari,
             "routing_accuracy": routing,
             "group_to_expert": mapping,
-        },  # fmt: skip
+        },
         "generation": generation,
         "wall_s": 1.0,
     }
@@ -71,7 +71,8 @@ def test_multi_reward_target_uses_each_axis_own_expert():
     def gen(**experts):
         return {"reference": ref, **{f"expert:{k[1:]}": v for k, v in experts.items()}}
 
-    mix = _row("multi-reward", "mix-dpo", 0, 0.7, {}, k=3, mapping={"sentiment": 2, "readability": 0, "length": 1},
+    mapping = {"sentiment": 2, "readability": 0, "length": 1}
+    mix = _row("multi-reward", "mix-dpo", 0, 0.7, {}, k=3, mapping=mapping,
                generation=gen(e0={"sentiment": 0.0, "readability": 60.0, "length": 20.0},
                               e1={"sentiment": 0.0, "readability": 50.0, "length": 21.0},
                               e2={"sentiment": 0.5, "readability": 50.0, "length": 20.0}))  # fmt: skip
@@ -82,12 +83,15 @@ def test_multi_reward_target_uses_each_axis_own_expert():
     # sentiment +0.5 vs +0.2 and readability +10 vs +5 win; length +1 vs +5 loses: 2 of 3
     assert check.met is True
     worse = dict(dpo, generation=gen(e0={"sentiment": -0.5, "readability": 40.0, "length": 10.0}))
-    mix_flat = dict(mix, generation=gen(e0=ref, e1=ref, e2={"sentiment": 0.5, **{k: ref[k] for k in ("readability", "length")}}))
+    mix_flat = dict(mix, generation=gen(e0=ref, e1=ref, e2={**ref, "sentiment": 0.5}))
     (flat,) = check_targets([mix_flat, worse])
     assert flat.met is False  # 0.0 beats DPO's losses but raises nothing: only sentiment counts
-    assert check.measured == "sentiment +0.50 vs +0.20; readability +10.00 vs +5.00; length +1.00 vs +5.00"
-    assert "| random:llama-1m | multi-reward | mix-dpo | expert:2 | length 0.00 ± 0.00, readability 0.00 ± 0.00, " \
-           "sentiment 0.50 ± 0.00 |" in generation_table([mix, dpo])  # fmt: skip
+    assert check.measured == ("sentiment +0.50 vs +0.20; readability +10.00 vs +5.00; length +1.00 vs +5.00")
+    line = (
+        "| random:llama-1m | multi-reward | mix-dpo | expert:2 "
+        "| length 0.00 ± 0.00, readability 0.00 ± 0.00, sentiment 0.50 ± 0.00 |"
+    )
+    assert line in generation_table([mix, dpo])
 
 
 def test_tables_report_and_plot(tmp_path):

@@ -61,7 +61,10 @@ CASES = [
     (SpeedCase("mixdpo", "independent", 2, True), {"trunk": 0.0, "expert": 2.0, "reference": 0.0}),
     # sequential experts: the E-step pass of all experts, then each expert again with autograd
     (SpeedCase("mixdpo", "lora", 3, True, sequential=True), {"trunk": 0.0, "expert": 6.0, "reference": 0.0}),
-    (SpeedCase("mixdpo", "independent", 2, True, sequential=True), {"trunk": 0.0, "expert": 4.0, "reference": 0.0}),
+    (
+        SpeedCase("mixdpo", "independent", 2, True, sequential=True),
+        {"trunk": 0.0, "expert": 4.0, "reference": 0.0},
+    ),
 ]
 
 

@@ -59,6 +59,7 @@ def accuracy_table(rows: list[dict]) -> str:
         "|---|---|---|---:|---:|---:|---|---:|---:|",
     ]
     for (model, task, method), runs in sorted(grouped(rows).items(), key=_order):
+        single = runs[0]["num_experts"] == 1  # every pair goes to the one expert: ARI and routing say nothing
         groups = sorted({g for r in runs for g in (r["eval"].get("per_group_accuracy") or {})})
         per_group = ", ".join(
             f"{g} {_fmt(mean_spread([(r['eval'].get('per_group_accuracy') or {}).get(g) for r in runs]))}"
@@ -68,9 +69,8 @@ def accuracy_table(rows: list[dict]) -> str:
             model, task, method, runs[0]["num_experts"], len(runs),
             _fmt(mean_spread([r["eval"].get("mixture_accuracy") for r in runs])),
             per_group or "—",
-            # one expert: every pair goes to it, so ARI and routing say nothing
-            "—" if runs[0]["num_experts"] == 1 else _fmt(mean_spread([r["eval"].get("ari") for r in runs]), False),
-            "—" if runs[0]["num_experts"] == 1 else _fmt(mean_spread([r["eval"].get("routing_accuracy") for r in runs])),
+            "—" if single else _fmt(mean_spread([r["eval"].get("ari") for r in runs]), pct=False),
+            "—" if single else _fmt(mean_spread([r["eval"].get("routing_accuracy") for r in runs])),
         ]  # fmt: skip
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -61,7 +61,9 @@ def run_quality_suite(
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     settings = tier.settings.to_dict()
-    done = {json.dumps(r["case"], sort_keys=True): r for r in _previous_rows(out_dir / "quality.json", settings)}
+    done = {
+        json.dumps(r["case"], sort_keys=True): r for r in _previous_rows(out_dir / "quality.json", settings)
+    }
     rows: list[dict[str, Any]] = []
     document: dict[str, Any] = {
         "tier": tier_name,
@@ -81,12 +83,14 @@ def run_quality_suite(
             log(f"[{i}/{len(tier.cases)}] {case.name}: measured before, kept")
             continue
         log(f"[{i}/{len(tier.cases)}] {case.name}")
-        work_dir = out_dir / "runs" / f"{case.model.replace(':', '-')}" / case.task / f"{case.method}-s{case.seed}"
+        work_dir = (
+            out_dir / "runs" / f"{case.model.replace(':', '-')}" / case.task / f"{case.method}-s{case.seed}"
+        )
         try:
             row = run_quality_case(case, tier.settings, work_dir)
             ev = row["eval"]
-            log(f"  accuracy {ev.get('mixture_accuracy') or 0:.3f}, per group {ev.get('per_group_accuracy')}, "
-                f"{row['wall_s']:.0f} s")  # fmt: skip
+            accuracy = ev.get("mixture_accuracy") or 0.0
+            log(f"  accuracy {accuracy:.3f}, per group {ev.get('per_group_accuracy')}, {row['wall_s']:.0f} s")
         except Exception as err:  # a failed case is reported in the table, the others still run
             row = {"case": case.to_dict(), "error": f"{type(err).__name__}: {err}"}
             log(f"  failed: {row['error']}\n{traceback.format_exc()}")
@@ -121,7 +125,8 @@ def report_markdown(document: dict[str, Any], image: str | None = None) -> str:
     failures = "".join(f"- {r['case']}: {r['error']}\n" for r in failed)
     return (
         f"## Quality: DPO vs Mix-DPO vs MoE-DPO on the sampled tasks ({document['tier']} tier)\n\n"
-        f"Command: `{document['command']}` ({document['date']}, wall time {document['wall_s'] / 60:.1f} min)\n\n"
+        f"Command: `{document['command']}` ({document['date']}, "
+        f"wall time {document['wall_s'] / 60:.1f} min)\n\n"
         f"Hardware and versions: {document['hardware']}.\n\n"
         f"Models {', '.join(f'`{m}`' for m in document['models'])}; seeds {document['seeds']} (each seed "
         f"rebuilds the task's splits and reinitialises training); every method trains LoRA r={s['lora_r']} "

@@ -238,3 +238,16 @@ def hidden_group_users(rng: random.Random, first: int, n_a: int, n_b: int) -> tu
     ids = [f"user_{i:02d}" for i in range(first, first + n_a + n_b)]
     rng.shuffle(ids)
     return sorted(ids[:n_a]), sorted(ids[n_a:])
+
+
+def check_fan_critic_sizes(sizes: dict[str, int], fans_per_item: int, critics_per_item: int) -> None:
+    """The sizes of a task whose items are each labelled by ``fans_per_item`` fans and ``critics_per_item``
+    critics: pair counts in whole items, and enough (new) users of each group to label one item."""
+    per_item = fans_per_item + critics_per_item
+    check_sizes(
+        sizes,
+        multiples={"train_pairs": per_item, "eval_pairs": per_item, "new_user_pairs": per_item},
+        minimums={"train_pairs": per_item, "fans": fans_per_item, "critics": critics_per_item},
+    )
+    if sizes["new_user_pairs"]:
+        check_sizes(sizes, {}, {"new_fans": fans_per_item, "new_critics": critics_per_item})

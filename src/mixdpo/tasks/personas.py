@@ -20,7 +20,7 @@ import random
 
 from mixdpo.tasks.base import (
     TaskData,
-    check_sizes,
+    check_fan_critic_sizes,
     hidden_group_users,
     label_by_users,
     numbers_markdown,
@@ -82,13 +82,7 @@ def build(seed: int, sizes: dict[str, int], fmt: str, samples: str | None = None
     """Build the task (``sizes``: :data:`SIZES` with overrides; ``samples``: a ``scored.jsonl``, None =
     the shipped one)."""
     per_item = FANS_PER_ITEM + CRITICS_PER_ITEM
-    check_sizes(
-        sizes,
-        multiples={"train_pairs": per_item, "eval_pairs": per_item, "new_user_pairs": per_item},
-        minimums={"train_pairs": per_item, "fans": FANS_PER_ITEM, "critics": CRITICS_PER_ITEM},
-    )
-    if sizes["new_user_pairs"]:
-        check_sizes(sizes, {}, {"new_fans": FANS_PER_ITEM, "new_critics": CRITICS_PER_ITEM})
+    check_fan_critic_sizes(sizes, FANS_PER_ITEM, CRITICS_PER_ITEM)
 
     def rng(part: str) -> random.Random:
         return random.Random(f"{NAME}:{seed}:{part}")

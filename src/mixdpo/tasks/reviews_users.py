@@ -27,7 +27,7 @@ from mixdpo.tasks.base import (
     TaskData,
     TitleCycle,
     balanced_domains,
-    check_sizes,
+    check_fan_critic_sizes,
     hidden_group_users,
     label_by_users,
     numbers_markdown,
@@ -110,14 +110,7 @@ def _labelled(
 
 def build(seed: int, sizes: dict[str, int], fmt: str) -> TaskData:
     """Build the task (``sizes``: :data:`SIZES` with overrides, already checked for names and types)."""
-    per_item = FANS_PER_ITEM + CRITICS_PER_ITEM
-    check_sizes(
-        sizes,
-        multiples={"train_pairs": per_item, "eval_pairs": per_item, "new_user_pairs": per_item},
-        minimums={"train_pairs": per_item, "fans": FANS_PER_ITEM, "critics": CRITICS_PER_ITEM},
-    )
-    if sizes["new_user_pairs"]:
-        check_sizes(sizes, {}, {"new_fans": FANS_PER_ITEM, "new_critics": CRITICS_PER_ITEM})
+    check_fan_critic_sizes(sizes, FANS_PER_ITEM, CRITICS_PER_ITEM)
 
     def rng(part: str) -> random.Random:
         return random.Random(f"{NAME}:{seed}:{part}")
