@@ -20,6 +20,8 @@ def test_bench_quality_fast_tier_runs_and_writes_its_report(tmp_path):
     assert len(rows) == 9  # 3 tasks x (DPO, Mix-DPO, MoE-DPO), one seed
     for row in rows:
         assert row.get("error") is None
+        assert row["pairs"]["train"]["left_out"] == 0  # max_length fits every pair of the tasks
+        assert row["pairs"]["train"]["read"] > 0
         assert 0.0 <= row["eval"]["mixture_accuracy"] <= 1.0
         k = row["num_experts"]
         assert k == (
@@ -36,8 +38,9 @@ def test_bench_quality_fast_tier_runs_and_writes_its_report(tmp_path):
     for line in (
         "### Targets",
         "### Held-out preference accuracy",
-        "| random:llama-1m | personas | moe-dpo | 2 | 1 |",
+        "| random:llama-tiny | personas | moe-dpo | 2 | 1 |",
         "reward gain over the reference model",
+        "Pairs left out of training and evaluation",
     ):
         assert line in report
     assert (out / "quality.png").stat().st_size > 0

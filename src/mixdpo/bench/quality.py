@@ -51,7 +51,7 @@ def training_options(case: QualityCase, settings: QualitySettings, groups: int) 
         "per_device_eval_batch_size": 16,
         "max_steps": settings.max_steps,
         "estep_warmup_steps": settings.estep_warmup_steps,
-        "max_length": settings.max_length,
+        "max_length": settings.random_max_length if random_model else settings.max_length,
         "seed": case.seed,
         "logging_steps": max(1, settings.max_steps // 5),
         "disable_tqdm": True,
@@ -127,10 +127,16 @@ def run_quality_case(
     config = load_config(None, [f"{key}={json.dumps(value)}" for key, value in options.items()])
     result = train_run(config, log=log)
     evaluation = result.eval or {}
+    report = json.loads((result.run_dir / "data_report.json").read_text())
     row: dict[str, Any] = {
         "case": case.to_dict(),
         "num_experts": options["num_experts"],
         "gate": options["gate"],
+        # pairs read and pairs left out (too long for max_length, or invalid) per split
+        "pairs": {
+            split: {"read": r["rows_read"], "left_out": len(r["invalid"]) + len(r["unfit"])}
+            for split, r in report.items()
+        },
         "eval": {key: evaluation.get(key) for key in EVAL_KEYS},
         "generation": None,
     }

@@ -123,6 +123,8 @@ def report_markdown(document: dict[str, Any], image: str | None = None) -> str:
     rows = document["rows"]
     failed = [r for r in rows if r.get("error")]
     failures = "".join(f"- {r['case']}: {r['error']}\n" for r in failed)
+    left_out = sum(v["left_out"] for r in rows if not r.get("error") for v in (r.get("pairs") or {}).values())
+    read = sum(v["read"] for r in rows if not r.get("error") for v in (r.get("pairs") or {}).values())
     return (
         f"## Quality: DPO vs Mix-DPO vs MoE-DPO on the sampled tasks ({document['tier']} tier)\n\n"
         f"Command: `{document['command']}` ({document['date']}, "
@@ -134,7 +136,9 @@ def report_markdown(document: dict[str, Any], image: str | None = None) -> str:
         f"{s['learning_rate']}, {s['random_learning_rate']} for random models). Accuracies are on held-out "
         f"pairs (prompts training never saw); mean ± sample standard deviation over seeds. Generation: "
         f"{s['generation_prompts']} held-out prompts, {s['max_new_tokens']} new tokens, top-p 0.95, gains "
-        f"are the mean reward of the generated text minus the reference model's on the same prompts.\n\n"
+        f"are the mean reward of the generated text minus the reference model's on the same prompts. "
+        f"Pairs left out of training and evaluation (too long for max_length={s['max_length']}, "
+        f"{s['random_max_length']} for byte-level random models): {left_out} of {read}.\n\n"
         f"### Targets\n\n{targets_table(check_targets(rows))}\n"
         f"### Held-out preference accuracy\n\n{accuracy_table(rows)}\n"
         + (f"![per-group accuracy]({image})\n\n" if image else "")

@@ -17,7 +17,7 @@ per expert and for the mixture). Writes OUTPUT_DIR/quality.json, quality.md and 
 quality.json with the same settings are kept.
 
 tiers:
-  fast   random:llama-1m, small tasks, one seed, 12 steps: a few minutes on 2 CPU cores
+  fast   random:llama-tiny, small tasks, one seed, 8 steps: a few minutes on 2 CPU cores (a smoke test)
   full   random:llama-1m, random:llama-20m and builtin:smollm2-135m, default task sizes, seeds 0 1 2
 
 examples:
