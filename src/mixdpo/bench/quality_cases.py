@@ -96,7 +96,8 @@ _FAST_SIZES = {
 
 def tier(name: str) -> QualityTier:
     """``fast``: a 0.1M-parameter random Llama, one seed, small tasks, 8 steps: a few minutes on 2 CPU
-    cores (the CI test; it checks that everything runs, its numbers mean little). ``full``: ~0.8M and ~18M random Llamas and SmolLM2-135M, three seeds, the tasks' default
+    cores (the CI test; it checks that everything runs, its numbers mean little). ``full``: ~0.8M and
+    ~18M random Llamas and SmolLM2-135M, three seeds, the tasks' default
     sizes."""
     if name == "fast":
         settings = QualitySettings(
