@@ -3,7 +3,7 @@
 The objective depends on the experts only through their log-probs L = [N, K] (N = 2B sequences, chosen
 then rejected). So a step can be split in two, exactly (the same idea as GradCache, Gao et al. 2021):
 
-1. forward: all experts without autograd -> L (detached). The objective, the E-step and the gate run
+1. forward: each expert without autograd -> L (detached). The objective, the E-step and the gate run
    on L as usual; the loss's backward stops at L with G = dLoss/dL, [N, K].
 2. backward: for k = 1..K, expert k alone runs forward with autograd, then backward with the
    vector-Jacobian seed G[:, k]; its activations are freed before expert k+1 starts.
@@ -38,7 +38,14 @@ class _SequentialExpertLogps(torch.autograd.Function):
         # replay the experts under the same autocast state, as torch.utils.checkpoint does.
         ctx.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
         with torch.no_grad():
-            return backend(input_ids, attention_mask, completion_mask)
+            # One expert at a time here too: the transient activations, and the output embedding's logits
+            # chunk, are those of N rows, not K N (the same FLOPs; the lora trunk below shared top
+            # layers runs K times instead of once).
+            columns = [
+                backend.expert_logps(k, input_ids, attention_mask, completion_mask)
+                for k in range(backend.num_experts)
+            ]
+            return torch.stack(columns, dim=-1)
 
     @staticmethod
     def backward(ctx, grad):
