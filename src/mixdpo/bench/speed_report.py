@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mixdpo.bench.sections import hardware, replace_section
+from mixdpo.bench.sections import replace_section
 from mixdpo.bench.speed_cases import SpeedCase
 
 SECTION_BEGIN = "<!-- mixdpo bench speed: begin -->"
 SECTION_END = "<!-- mixdpo bench speed: end -->"
-__all__ = ["check_targets", "hardware", "markdown_table", "targets_table", "update_section", "with_ratios"]
 
 
 def _case(row: dict[str, Any]) -> SpeedCase:

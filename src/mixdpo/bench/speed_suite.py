@@ -13,9 +13,10 @@ from typing import Any
 
 import torch
 
+from mixdpo.bench.sections import hardware
 from mixdpo.bench.speed import CaseResult, run_case_subprocess
 from mixdpo.bench.speed_cases import SpeedSettings, Tier
-from mixdpo.bench.speed_report import check_targets, hardware, markdown_table, targets_table, update_section
+from mixdpo.bench.speed_report import check_targets, markdown_table, targets_table, update_section
 from mixdpo.bench.work import Shape, matmul_roofline
 
 

@@ -4,11 +4,10 @@ MoE-DPO on the sampled tasks); see :mod:`mixdpo.bench`."""
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
-from mixdpo.cli.bench_quality import add_quality_arguments, run_quality
+from mixdpo.cli.bench_quality import add_quality_arguments, invoked_command, run_quality
 
 NAME = "bench"
 HELP = (
@@ -122,13 +121,12 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     cases = select(chosen.cases, args.experts, methods, args.reference, large=not args.no_large)
     chosen = type(chosen)(chosen.settings, cases)
     out_dir = args.output_dir or Path("bench") / f"speed-{args.tier}"
-    command = "mixdpo " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["bench"] else ""
     document = run_speed_suite(
         args.tier,
         chosen,
         out_dir,
         benchmarks_md=args.update_benchmarks,
-        command=command or f"mixdpo bench speed --tier {args.tier}",
+        command=invoked_command(f"mixdpo bench speed --tier {args.tier}"),
         timeout=args.timeout,
     )
     print((out_dir / "speed.md").read_text())

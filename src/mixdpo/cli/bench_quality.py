@@ -38,6 +38,14 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def invoked_command(default: str) -> str:
+    """The ``mixdpo bench ...`` command line this process was started with (``default`` when it was not
+    started from the command line), for the reports' "Command:" line."""
+    if sys.argv[1:2] == ["bench"]:
+        return "mixdpo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return default
+
+
 def add_quality_arguments(sub) -> None:
     quality = sub.add_parser(
         "quality",
@@ -78,13 +86,12 @@ def run_quality(args: argparse.Namespace) -> int:
         generation_prompts=args.generation_prompts,
     )
     out_dir = args.output_dir or Path("bench") / f"quality-{args.tier}"
-    command = "mixdpo " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["bench"] else ""
     document = run_quality_suite(
         args.tier,
         chosen,
         out_dir,
         benchmarks_md=args.update_benchmarks,
-        command=command or f"mixdpo bench quality --tier {args.tier}",
+        command=invoked_command(f"mixdpo bench quality --tier {args.tier}"),
         keep_runs=args.keep_runs,
     )
     print((out_dir / "quality.md").read_text())
