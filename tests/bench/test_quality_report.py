@@ -7,7 +7,9 @@ import statistics
 
 import pytest
 
-from mixdpo.bench.quality_cases import METHODS, TASKS, select, tier
+from mixdpo.bench.quality import training_options
+from mixdpo.bench.quality_ablations import ablation_table, plot_ablations
+from mixdpo.bench.quality_cases import ABLATIONS, METHODS, TASKS, QualityCase, QualitySettings, select, tier
 from mixdpo.bench.quality_report import (
     accuracy_table,
     check_targets,
@@ -136,3 +138,70 @@ def test_tiers_and_selection():
         select(full, methods=["ppo"])
     with pytest.raises(ConfigError, match="choose fast or full"):
         tier("huge")
+
+
+def test_full_tier_runs_a_whole_seed_before_the_next():
+    cases = select(tier("full"), models=["builtin:smollm2-135m"]).cases
+    first_seed = cases[: len(TASKS) * len(METHODS)]
+    assert {c.seed for c in first_seed} == {0}
+    assert {(c.task, c.method) for c in first_seed} == {(t, m) for t in TASKS for m in METHODS}
+
+
+def test_ablation_suite_cases_and_options():
+    ablations = tier("full", "ablations")
+    assert [c.variant for c in ablations.cases] == list(ABLATIONS)
+    assert {(c.task, c.method, c.model, c.seed) for c in ablations.cases} == {
+        ("personas", "moe-dpo", "builtin:smollm2-135m", 0)
+    }
+    assert ablations.settings.generation_prompts == 0
+    assert ablations.cases[0].to_dict()["variant"] == "base"
+    assert "variant" not in tier("fast").cases[0].to_dict()  # main-suite rows keep their old keys
+    chosen = select(ablations, variants=["K=8", "heads backend"], models=["random:llama-1m"])
+    assert [c.variant for c in chosen.cases] == ["K=8", "heads backend"]
+    with pytest.raises(ConfigError, match="only the ablations suite"):
+        select(tier("fast"), variants=["K=4"])
+    with pytest.raises(ConfigError, match="unknown 'K=3'"):
+        select(ablations, variants=["K=3"])
+
+    settings = QualitySettings()
+
+    def options(variant, model="builtin:smollm2-135m"):
+        return training_options(QualityCase("personas", "moe-dpo", model, 0, variant), settings, 2)
+
+    assert options("base")["num_experts"] == 2
+    assert options("base")["backend"] == "lora"
+    assert options("base")["gate_learning_rate"] == settings.gate_learning_rates["user"]
+    assert options("K=8")["num_experts"] == 8
+    assert options("hard E-step")["estep"] == "hard"
+    assert options("no symmetry breaking")["init_noise"] == 0.0
+    assert options("no symmetry breaking")["estep_warmup_steps"] == 0
+    heads = options("heads backend")
+    assert heads["backend"] == "heads"
+    assert heads["heads_num_layers"] == 4
+    assert heads["learning_rate"] == 1e-4
+    assert "lora_r" not in heads
+    assert "lora_top_layers" not in heads
+    assert options("independent backend")["learning_rate"] == 1e-5
+    tiny = options("heads backend", "random:llama-tiny")  # random models keep their defaults
+    assert "heads_num_layers" not in tiny
+    assert tiny["learning_rate"] == settings.random_learning_rate
+
+
+def test_ablation_table_compares_with_the_base_case(tmp_path):
+    def row(variant, seed, fans, critics, k=2, ari=0.5):
+        base = _row("personas", "moe-dpo", seed, (fans + critics) / 2, {"fans": fans, "critics": critics},
+                    ari=ari, routing=0.9, k=k)  # fmt: skip
+        base["case"]["variant"] = variant
+        return base
+
+    plain = _row("personas", "moe-dpo", 0, 0.5, {"fans": 0.5, "critics": 0.5})
+    rows = [row("base", 0, 0.9, 0.8), row("base", 1, 1.0, 0.9), row("K=1", 0, 1.0, 0.0, k=1),
+            row("K=4", 0, 0.95, 0.7), plain]  # fmt: skip
+    table = ablation_table(rows)
+    assert "| random:llama-1m | base |" in table
+    assert "| 85.0 ± 7.1 | — |" in table
+    assert "| 0.0 ± 0.0 | -85.0 | — | — |" in table  # K=1: worst group 0 vs base mean 85; no ARI/routing
+    assert "| 70.0 ± 0.0 | -15.0 | 0.50 ± 0.00 |" in table
+    assert table.count("| random:llama-1m |") == 3  # the row without a variant is not an ablation
+    assert table.index("| base |") < table.index("| K=1 |") < table.index("| K=4 |")
+    assert plot_ablations(rows, tmp_path / "a.png").stat().st_size > 0

@@ -53,3 +53,27 @@ def test_bench_quality_fast_tier_runs_and_writes_its_report(tmp_path):
     again = run_cli("bench", "quality", "--tier", "fast", "--output-dir", str(out), "--tasks", "personas")
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("measured before, kept") == 3
+    # the other tasks' rows, measured by the first run, stay in the report
+    assert len(json.loads((out / "quality.json").read_text())["rows"]) == 9
+    assert "Commands, run one after another" in (out / "quality.md").read_text()
+
+
+def test_bench_quality_ablations_run_and_write_their_section(tmp_path):
+    bench_md = tmp_path / "BENCHMARKS.md"
+    bench_md.write_text("# Benchmarks\n")
+    out = tmp_path / "ablations"
+    variants = "base,K=1,hard E-step,heads backend,no symmetry breaking"
+    result = run_cli("bench", "quality", "--tier", "fast", "--suite", "ablations", "--variants", variants,
+                     "--output-dir", str(out), "--update-benchmarks", str(bench_md))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = {r["case"]["variant"]: r for r in json.loads((out / "quality.json").read_text())["rows"]}
+    assert list(rows) == variants.split(",")
+    assert all(r.get("error") is None and r["generation"] is None for r in rows.values())
+    assert rows["K=1"]["num_experts"] == 1
+    assert rows["base"]["num_experts"] == 2
+    assert rows["heads backend"]["backend"] == "heads"
+    assert rows["base"]["backend"] == "lora"
+    text = bench_md.read_text()
+    assert "<!-- mixdpo bench quality ablations: begin -->" in text
+    assert "| random:llama-tiny | hard E-step |" in text
+    assert (tmp_path / "docs" / "benchmarks" / "quality-fast-ablations.png").is_file()

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mixdpo.bench.quality_cases import MOE_GATE, QualityCase, QualitySettings
+from mixdpo.bench.quality_cases import ABLATIONS, MOE_GATE, QualityCase, QualitySettings
 
 Log = Callable[[str], None]
 # reward axis of each task's generation metric, and what the slices are
@@ -37,15 +37,17 @@ def _silent(message: str) -> None:
 def training_options(case: QualityCase, settings: QualitySettings, groups: int) -> dict[str, Any]:
     """The ``MixDPOConfig`` options of a case: identical for every method but K and the gate."""
     random_model = case.model.startswith("random:")
+    gate = MOE_GATE[case.task] if case.method == "moe-dpo" else "global"
     options = {
         "model": case.model,
         "num_experts": 1 if case.method == "dpo" else groups,
-        "gate": MOE_GATE[case.task] if case.method == "moe-dpo" else "global",
+        "gate": gate,
         "backend": "lora",
         "lora_r": settings.lora_r,
         # SmolLM2: adapters on the top 4 blocks keep a step cheap (as the demo does); tiny models: all
         "lora_top_layers": None if random_model else 4,
         "beta": settings.beta,
+        "gate_learning_rate": settings.gate_learning_rates[gate],
         "learning_rate": settings.random_learning_rate if random_model else settings.learning_rate,
         "per_device_train_batch_size": settings.batch,
         "per_device_eval_batch_size": 16,
@@ -58,7 +60,14 @@ def training_options(case: QualityCase, settings: QualitySettings, groups: int) 
     }
     if case.method == "moe-dpo" and options["gate"] == "user":
         options["user_dropout"] = 0.05  # trains the fallback for unseen users, as the demo does
-    return options
+    variant = dict(ABLATIONS[case.variant]) if case.variant else {}
+    pretrained = variant.pop("pretrained", {})
+    if not random_model:
+        variant |= pretrained
+    if variant.get("backend", "lora") != "lora":
+        options.pop("lora_r")
+        options.pop("lora_top_layers")
+    return options | variant
 
 
 def _generation_prompts(rows: list[dict], n: int, slice_by: str | None) -> list[dict]:
@@ -132,6 +141,8 @@ def run_quality_case(
         "case": case.to_dict(),
         "num_experts": options["num_experts"],
         "gate": options["gate"],
+        "backend": options["backend"],
+        "learning_rate": options["learning_rate"],
         # pairs read and pairs left out (too long for max_length, or invalid) per split
         "pairs": {
             split: {"read": r["rows_read"], "left_out": len(r["invalid"]) + len(r["unfit"])}

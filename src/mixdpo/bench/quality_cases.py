@@ -6,6 +6,9 @@ Methods, all with the same LoRA experts, data, steps and learning rate:
 - ``mix-dpo``: K experts (K = the task's number of hidden groups) and Mix-DPO's global weights;
 - ``moe-dpo``: K experts and the task's input-dependent gate (``user`` for ``personas``, ``prompt``
   otherwise).
+
+The ``ablations`` suite trains MoE-DPO on ``personas`` with one thing changed per case (:data:`ABLATIONS`):
+the number of experts, the E-step, the expert backend, or symmetry breaking switched off.
 """
 
 from __future__ import annotations
@@ -18,6 +21,24 @@ from mixdpo.errors import ConfigError
 METHODS = ("dpo", "mix-dpo", "moe-dpo")
 TASKS = ("multi-reward", "cross-domain", "personas")
 MOE_GATE = {"personas": "user", "cross-domain": "prompt", "multi-reward": "prompt"}
+SUITES = ("main", "ablations")
+
+# Ablations of MoE-DPO on personas: each changes one thing of the base case (K = the task's 2 hidden
+# groups, soft E-step, LoRA experts, symmetry breaking on). "pretrained": options only for pretrained
+# models: full-parameter backends get the learning rates that full fine-tuning needs (LoRA's would wreck a
+# pretrained model) and heads copies the 4 blocks LoRA adapts there; random models keep their defaults.
+ABLATION_TASK = "personas"
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "base": {},
+    "K=1": {"num_experts": 1},
+    "K=4": {"num_experts": 4},
+    "K=8": {"num_experts": 8},
+    "hard E-step": {"estep": "hard"},
+    "gumbel E-step": {"estep": "gumbel"},
+    "heads backend": {"backend": "heads", "pretrained": {"heads_num_layers": 4, "learning_rate": 1e-4}},
+    "independent backend": {"backend": "independent", "pretrained": {"learning_rate": 1e-5}},
+    "no symmetry breaking": {"init_noise": 0.0, "estep_warmup_steps": 0},
+}
 
 
 @dataclass(frozen=True)
@@ -28,13 +49,18 @@ class QualityCase:
     method: str
     model: str
     seed: int
+    variant: str = ""  # an ABLATIONS key; "" = the method as the main suite trains it
 
     @property
     def name(self) -> str:
-        return f"{self.task} / {self.method} / {self.model} / seed {self.seed}"
+        variant = f" / {self.variant}" if self.variant else ""
+        return f"{self.task} / {self.method}{variant} / {self.model} / seed {self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if not self.variant:
+            del out["variant"]  # main-suite rows keep the keys they had before ablations existed
+        return out
 
 
 @dataclass(frozen=True)
@@ -43,6 +69,7 @@ class QualitySettings:
 
     Attributes:
         max_steps, batch, learning_rate, beta, lora_r: training (the same for every method).
+        gate_learning_rates: the gate's learning rate per gate kind (global, prompt, user).
         random_learning_rate: the learning rate for ``random:`` models, which need a larger one.
         max_length, random_max_length: tokens per sequence for subword and for byte-level (``random:``)
             tokenizers; long enough that no pair of the tasks is left out.
@@ -51,7 +78,7 @@ class QualitySettings:
         max_new_tokens: generation length.
     """
 
-    max_steps: int = 60
+    max_steps: int = 40
     batch: int = 8
     learning_rate: float = 2e-3
     random_learning_rate: float = 3e-3
@@ -61,9 +88,14 @@ class QualitySettings:
     max_length: int = 160
     # random: models read bytes (~5 per SmolLM2 token): the same texts need ~3x the sequence length
     random_max_length: int = 448
+    # per gate kind: a user gate is a table of per-user logits that must move far in a few dozen steps
+    # (the demo's 0.3); a prompt gate is an MLP on prompt features
+    gate_learning_rates: dict[str, float] = field(
+        default_factory=lambda: {"global": 1e-3, "prompt": 3e-2, "user": 0.3}
+    )
     task_sizes: dict[str, dict[str, int]] = field(default_factory=dict)
-    generation_prompts: int = 24
-    max_new_tokens: int = 40
+    generation_prompts: int = 16
+    max_new_tokens: int = 32
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "batch", "lora_r", "max_new_tokens", "max_length", "random_max_length"):
@@ -81,9 +113,19 @@ class QualityTier:
     """A named set of cases with its settings."""
 
     settings: QualitySettings
-    cases: list[QualityCase]
+    combos: list[tuple[str, str, str]]  # (task, method, variant), crossed with models and seeds
     models: tuple[str, ...]
     seeds: tuple[int, ...]
+    suite: str = "main"
+
+    @property
+    def cases(self) -> list[QualityCase]:
+        return [
+            QualityCase(task, method, model, seed, variant)
+            for model in self.models
+            for seed in self.seeds  # a whole seed first: a partial run already covers every task
+            for task, method, variant in self.combos
+        ]
 
 
 # Small task sizes so that the fast tier trains in seconds per case.
@@ -94,11 +136,13 @@ _FAST_SIZES = {
 }
 
 
-def tier(name: str) -> QualityTier:
+def tier(name: str, suite: str = "main") -> QualityTier:
     """``fast``: a 0.1M-parameter random Llama, one seed, small tasks, 8 steps: a few minutes on 2 CPU
     cores (the CI test; it checks that everything runs, its numbers mean little). ``full``: ~0.8M and
-    ~18M random Llamas and SmolLM2-135M, three seeds, the tasks' default
-    sizes."""
+    ~18M random Llamas and SmolLM2-135M, three seeds, the tasks' default sizes.
+
+    ``suite="ablations"``: the :data:`ABLATIONS` of MoE-DPO on personas, on the tier's largest model and
+    first seed, without generation (they compare held-out accuracy, ARI and routing)."""
     if name == "fast":
         settings = QualitySettings(
             max_steps=8, batch=4, task_sizes=_FAST_SIZES, generation_prompts=4, max_new_tokens=12
@@ -109,14 +153,15 @@ def tier(name: str) -> QualityTier:
         models, seeds = ("random:llama-1m", "random:llama-20m", "builtin:smollm2-135m"), (0, 1, 2)
     else:
         raise ConfigError("tier", f"got {name!r}; choose fast or full")
-    cases = [
-        QualityCase(task, method, model, seed)
-        for model in models
-        for task in TASKS
-        for seed in seeds
-        for method in METHODS
-    ]
-    return QualityTier(settings, cases, models, seeds)
+    if suite == "main":
+        combos = [(task, method, "") for task in TASKS for method in METHODS]
+    elif suite == "ablations":
+        combos = [(ABLATION_TASK, "moe-dpo", variant) for variant in ABLATIONS]
+        models, seeds = models[-1:], seeds[:1]
+        settings = replace(settings, generation_prompts=0)
+    else:
+        raise ConfigError("suite", f"got {suite!r}; choose from {', '.join(SUITES)}")
+    return QualityTier(settings, combos, models, seeds, suite)
 
 
 def select(
@@ -124,28 +169,34 @@ def select(
     *,
     tasks: list[str] | None = None,
     methods: list[str] | None = None,
+    variants: list[str] | None = None,
     models: list[str] | None = None,
     seeds: list[int] | None = None,
     **overrides: Any,
 ) -> QualityTier:
-    """The tier restricted to the given tasks / methods / models / seeds (None: all of the tier's; models
-    and seeds may also be ones the tier does not have) with settings ``overrides`` (None values ignored)."""
-    for label, values, known in (("tasks", tasks, TASKS), ("methods", methods, METHODS)):
+    """The tier restricted to the given tasks / methods / ablation variants (None: all of the tier's), on
+    the given models and seeds (None: the tier's; others allowed), with settings ``overrides`` (None
+    values ignored)."""
+    for label, values, known in (
+        ("tasks", tasks, TASKS), ("methods", methods, METHODS), ("variants", variants, tuple(ABLATIONS))
+    ):  # fmt: skip
         unknown = sorted(set(values or ()) - set(known))
         if unknown:
             raise ConfigError(label, f"unknown {unknown[0]!r}; choose from {', '.join(known)}")
+    if variants and chosen.suite != "ablations":
+        raise ConfigError("variants", "only the ablations suite has variants (add --suite ablations)")
+    combos = [
+        (task, method, variant)
+        for task, method, variant in chosen.combos
+        if (not tasks or task in tasks)
+        and (not methods or method in methods)
+        and (not variants or variant in variants)
+    ]
     models_ = tuple(models) if models else chosen.models
     seeds_ = tuple(seeds) if seeds is not None and len(seeds) else chosen.seeds
-    cases = [
-        QualityCase(task, method, model, seed)
-        for model in models_
-        for task in (tasks or TASKS)
-        for seed in seeds_
-        for method in (methods or METHODS)
-    ]
     known = set(QualitySettings.__dataclass_fields__)
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ConfigError(unknown[0], f"not a quality-benchmark setting; known: {', '.join(sorted(known))}")
     settings = replace(chosen.settings, **{k: v for k, v in overrides.items() if v is not None})
-    return QualityTier(settings, cases, models_, seeds_)
+    return QualityTier(settings, combos, models_, seeds_, chosen.suite)

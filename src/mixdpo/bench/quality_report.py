@@ -24,7 +24,7 @@ def mean_spread(values: Sequence[float | None]) -> tuple[float | None, float | N
     return statistics.fmean(got), (statistics.stdev(got) if len(got) > 1 else 0.0)
 
 
-def _fmt(pair: tuple[float | None, float | None], pct: bool = True) -> str:
+def fmt_pair(pair: tuple[float | None, float | None], pct: bool = True) -> str:
     mean, spread = pair
     if mean is None:
         return "—"
@@ -62,15 +62,15 @@ def accuracy_table(rows: list[dict]) -> str:
         single = runs[0]["num_experts"] == 1  # every pair goes to the one expert: ARI and routing say nothing
         groups = sorted({g for r in runs for g in (r["eval"].get("per_group_accuracy") or {})})
         per_group = ", ".join(
-            f"{g} {_fmt(mean_spread([(r['eval'].get('per_group_accuracy') or {}).get(g) for r in runs]))}"
+            f"{g} {fmt_pair(mean_spread([(r['eval'].get('per_group_accuracy') or {}).get(g) for r in runs]))}"
             for g in groups
         )
         cells = [
             model, task, method, runs[0]["num_experts"], len(runs),
-            _fmt(mean_spread([r["eval"].get("mixture_accuracy") for r in runs])),
+            fmt_pair(mean_spread([r["eval"].get("mixture_accuracy") for r in runs])),
             per_group or "—",
-            "—" if single else _fmt(mean_spread([r["eval"].get("ari") for r in runs]), pct=False),
-            "—" if single else _fmt(mean_spread([r["eval"].get("routing_accuracy") for r in runs])),
+            "—" if single else fmt_pair(mean_spread([r["eval"].get("ari") for r in runs]), pct=False),
+            "—" if single else fmt_pair(mean_spread([r["eval"].get("routing_accuracy") for r in runs])),
         ]  # fmt: skip
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
@@ -87,7 +87,7 @@ def generation_table(rows: list[dict]) -> str:
         for source in [s for s in gens[0] if s != "reference"]:
             keys = sorted(gens[0][source])
             gains = ", ".join(
-                f"{key} {_fmt(mean_spread([generation_gain(r, source, key) for r in runs]), pct=False)}"
+                f"{key} {fmt_pair(mean_spread([generation_gain(r, source, key) for r in runs]), pct=False)}"
                 for key in keys
             )
             lines.append(f"| {model} | {task} | {method} | {source} | {gains} |")
@@ -132,8 +132,8 @@ def check_targets(rows: list[dict]) -> list[QualityTarget]:
                 )
                 checks.append(QualityTarget(
                     f"{model} · {task}: MoE-DPO worst-group accuracy ≥ 95%, ARI ≥ 0.9, routing ≥ 95%",
-                    f"{_fmt(mean_spread(worst))} %, ARI {_fmt(mean_spread(ari), pct=False)}, "
-                    f"routing {_fmt(mean_spread(routing))} %",
+                    f"{fmt_pair(mean_spread(worst))} %, ARI {fmt_pair(mean_spread(ari), pct=False)}, "
+                    f"routing {fmt_pair(mean_spread(routing))} %",
                     None if None in (m_worst, m_ari, m_routing)
                     else bool(m_worst >= 0.95 and m_ari >= 0.9 and m_routing >= 0.95),
                 ))  # fmt: skip
@@ -143,7 +143,7 @@ def check_targets(rows: list[dict]) -> list[QualityTarget]:
                 worst = mean_spread([min(p.values()) if p else None for p in per])
                 checks.append(QualityTarget(
                     f"{model} · {task}: plain DPO (context: stays near the majority share)",
-                    f"accuracy {_fmt(acc)} %, worst group {_fmt(worst)} %", None,
+                    f"accuracy {fmt_pair(acc)} %, worst group {fmt_pair(worst)} %", None,
                 ))  # fmt: skip
         mix, dpo = (
             by_case.get((model, "multi-reward", "mix-dpo"), []),

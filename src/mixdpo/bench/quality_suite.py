@@ -7,12 +7,12 @@ import datetime
 import json
 import shutil
 import sys
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mixdpo.bench import quality_ablations
 from mixdpo.bench.quality import run_quality_case
 from mixdpo.bench.quality_cases import QualityTier
 from mixdpo.bench.quality_report import (
@@ -45,6 +45,14 @@ def _previous_rows(path: Path, settings: dict[str, Any]) -> list[dict]:
     return [r for r in document.get("rows", []) if r.get("error") is None]
 
 
+def _previous_commands(path: Path) -> list[str]:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    return list(document.get("commands") or [document.get("command", "")])
+
+
 def run_quality_suite(
     tier_name: str,
     tier: QualityTier,
@@ -59,20 +67,24 @@ def run_quality_suite(
     ``out_dir/quality.json``, ``quality.md`` and ``quality.png``; replace the quality section of
     ``benchmarks_md`` when given. Returns the JSON document."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
     settings = tier.settings.to_dict()
-    done = {
-        json.dumps(r["case"], sort_keys=True): r for r in _previous_rows(out_dir / "quality.json", settings)
-    }
-    rows: list[dict[str, Any]] = []
+    previous = _previous_rows(out_dir / "quality.json", settings)
+    done = {json.dumps(r["case"], sort_keys=True): r for r in previous}
+    selected = {json.dumps(case.to_dict(), sort_keys=True) for case in tier.cases}
+    # Cases measured by earlier invocations with the same settings (e.g. another --models) stay in the
+    # report, so a tier can be run piece by piece.
+    rows: list[dict[str, Any]] = [r for key, r in done.items() if key not in selected]
+    commands = _previous_commands(out_dir / "quality.json") if previous else []
     document: dict[str, Any] = {
         "tier": tier_name,
+        "suite": tier.suite,
         "command": command,
+        "commands": [c for c in commands if c and c != command] + [command],
         "date": datetime.date.today().isoformat(),
         "hardware": hardware(("torch", "transformers", "peft")),
         "settings": settings,
-        "models": list(tier.models),
-        "seeds": list(tier.seeds),
+        "models": [],
+        "seeds": [],
         "wall_s": 0.0,
         "rows": rows,
     }
@@ -83,9 +95,8 @@ def run_quality_suite(
             log(f"[{i}/{len(tier.cases)}] {case.name}: measured before, kept")
             continue
         log(f"[{i}/{len(tier.cases)}] {case.name}")
-        work_dir = (
-            out_dir / "runs" / f"{case.model.replace(':', '-')}" / case.task / f"{case.method}-s{case.seed}"
-        )
+        run_name = "-".join(filter(None, (case.method, case.variant, f"s{case.seed}")))
+        work_dir = out_dir / "runs" / case.model.replace(":", "-") / case.task / run_name.replace(" ", "-")
         try:
             row = run_quality_case(case, tier.settings, work_dir)
             ev = row["eval"]
@@ -98,37 +109,58 @@ def run_quality_suite(
             if not keep_runs:
                 shutil.rmtree(work_dir, ignore_errors=True)
         rows.append(row)
-        document["wall_s"] = time.perf_counter() - started
+        _summarise(document)
         (out_dir / "quality.json").write_text(json.dumps(document, indent=2))
     if not keep_runs:
         shutil.rmtree(out_dir / "runs", ignore_errors=True)
-    plot = plot_accuracy(rows, out_dir / "quality.png")
-    document["wall_s"] = time.perf_counter() - started
+    ablations = tier.suite == "ablations"
+    plot_rows = quality_ablations.plot_ablations if ablations else plot_accuracy
+    plot = plot_rows(rows, out_dir / "quality.png")
+    _summarise(document)
     (out_dir / "quality.json").write_text(json.dumps(document, indent=2))
     (out_dir / "quality.md").write_text(report_markdown(document, plot.name if plot else None))
     if benchmarks_md is not None:
         image = None
         if plot is not None:
-            image = benchmarks_md.parent / "docs" / "benchmarks" / f"quality-{tier_name}.png"
+            suffix = "-ablations" if ablations else ""
+            image = benchmarks_md.parent / "docs" / "benchmarks" / f"quality-{tier_name}{suffix}.png"
             image.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(plot, image)
             image = image.relative_to(benchmarks_md.parent).as_posix()
-        replace_section(benchmarks_md, report_markdown(document, image), SECTION_BEGIN, SECTION_END)
+        begin, end = (
+            (quality_ablations.SECTION_BEGIN, quality_ablations.SECTION_END) if ablations
+            else (SECTION_BEGIN, SECTION_END)
+        )  # fmt: skip
+        replace_section(benchmarks_md, report_markdown(document, image), begin, end)
     return document
+
+
+def _summarise(document: dict[str, Any]) -> None:
+    """Models and seeds of every row (in first-seen order), and the wall time summed over the cases."""
+    cases = [r["case"] for r in document["rows"]]
+    document["models"] = list(dict.fromkeys(c["model"] for c in cases))
+    document["seeds"] = sorted({c["seed"] for c in cases})
+    document["wall_s"] = sum(r.get("wall_s", 0.0) for r in document["rows"])
 
 
 def report_markdown(document: dict[str, Any], image: str | None = None) -> str:
     """The quality report as markdown: how it was made, the targets, the tables and the plot."""
     s = document["settings"]
     rows = document["rows"]
+    ran = document.get("commands") or [document["command"]]
+    commands = "Command: " if len(ran) == 1 else "Commands, run one after another into the same directory: "
+    commands += ", ".join(f"`{c}`" for c in ran)
     failed = [r for r in rows if r.get("error")]
     failures = "".join(f"- {r['case']}: {r['error']}\n" for r in failed)
+    failures = f"\n### Failed cases\n\n{failures}" if failures else ""
+    if document.get("suite") == "ablations":
+        return quality_ablations.ablations_markdown(document, commands, image) + failures
     left_out = sum(v["left_out"] for r in rows if not r.get("error") for v in (r.get("pairs") or {}).values())
     read = sum(v["read"] for r in rows if not r.get("error") for v in (r.get("pairs") or {}).values())
     return (
         f"## Quality: DPO vs Mix-DPO vs MoE-DPO on the sampled tasks ({document['tier']} tier)\n\n"
-        f"Command: `{document['command']}` ({document['date']}, "
-        f"wall time {document['wall_s'] / 60:.1f} min)\n\n"
+        f"{commands} ({document['date']}, "
+        f"wall time {document['wall_s'] / 60:.1f} min summed over the cases)\n\n"
         f"Hardware and versions: {document['hardware']}.\n\n"
         f"Models {', '.join(f'`{m}`' for m in document['models'])}; seeds {document['seeds']} (each seed "
         f"rebuilds the task's splits and reinitialises training); every method trains LoRA r={s['lora_r']} "
@@ -143,5 +175,5 @@ def report_markdown(document: dict[str, Any], image: str | None = None) -> str:
         f"### Held-out preference accuracy\n\n{accuracy_table(rows)}\n"
         + (f"![per-group accuracy]({image})\n\n" if image else "")
         + f"### Generated text: reward gain over the reference model\n\n{generation_table(rows)}"
-        + (f"\n### Failed cases\n\n{failures}" if failures else "")
+        + failures
     )

@@ -14,7 +14,12 @@ the same LoRA experts, data, steps and seeds on the tasks built from sampled, sc
 ARI, routing accuracy) and on text generated from held-out prompts (reward gain over the reference model,
 per expert and for the mixture). Writes OUTPUT_DIR/quality.json, quality.md and quality.png, and with
 --update-benchmarks the quality section of BENCHMARKS.md. Interrupted runs resume: cases already in
-quality.json with the same settings are kept.
+quality.json with the same settings are kept, and so are cases of earlier runs into the same directory
+(run a tier model by model, or seed by seed, and the report covers them all).
+
+--suite ablations trains MoE-DPO on personas with one thing changed per case: K = 1, 2, 4, 8; soft, hard
+or Gumbel E-step; lora, heads or independent experts; symmetry breaking off. It runs on the tier's
+largest model and first seed unless --models / --seeds say otherwise.
 
 tiers:
   fast   random:llama-tiny, small tasks, one seed, 8 steps: a few minutes on 2 CPU cores (a smoke test)
@@ -24,6 +29,7 @@ examples:
   mixdpo bench quality --tier fast
   mixdpo bench quality --tier full --update-benchmarks
   mixdpo bench quality --tier full --models builtin:smollm2-135m --tasks personas --seeds 0
+  mixdpo bench quality --tier full --suite ablations --update-benchmarks
 """
 
 
@@ -54,13 +60,17 @@ def add_quality_arguments(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     quality.add_argument("--tier", choices=("fast", "full"), default="fast", help="case set (default fast)")
+    quality.add_argument(
+        "--suite", choices=("main", "ablations"), default="main", help="the methods (main) or ablations"
+    )
     quality.add_argument("--tasks", type=_names, help="only these tasks, e.g. personas,cross-domain")
     quality.add_argument("--methods", type=_names, help="only these methods: dpo, mix-dpo, moe-dpo")
+    quality.add_argument("--variants", type=_names, help="only these ablations, e.g. 'K=4,hard E-step'")
     quality.add_argument("--models", type=_names, help="these model specs instead of the tier's")
     quality.add_argument("--seeds", type=_ints, help="these seeds instead of the tier's, e.g. 0,1,2")
     quality.add_argument("--max-steps", type=int, help="training steps per case (default: the tier's)")
     quality.add_argument("--generation-prompts", type=int, help="held-out prompts to generate from (0: none)")
-    quality.add_argument("--output-dir", type=Path, help="default bench/quality-TIER")
+    quality.add_argument("--output-dir", type=Path, help="default bench/quality-TIER[-ablations]")
     quality.add_argument("--keep-runs", action="store_true", help="keep each case's run directory")
     quality.add_argument(
         "--update-benchmarks",
@@ -77,21 +87,23 @@ def run_quality(args: argparse.Namespace) -> int:
     from mixdpo.bench.quality_suite import run_quality_suite
 
     chosen = select(
-        tier(args.tier),
+        tier(args.tier, args.suite),
         tasks=args.tasks,
         methods=args.methods,
+        variants=args.variants,
         models=args.models,
         seeds=args.seeds,
         max_steps=args.max_steps,
         generation_prompts=args.generation_prompts,
     )
-    out_dir = args.output_dir or Path("bench") / f"quality-{args.tier}"
+    suffix = "-ablations" if args.suite == "ablations" else ""
+    out_dir = args.output_dir or Path("bench") / f"quality-{args.tier}{suffix}"
     document = run_quality_suite(
         args.tier,
         chosen,
         out_dir,
         benchmarks_md=args.update_benchmarks,
-        command=invoked_command(f"mixdpo bench quality --tier {args.tier}"),
+        command=invoked_command(f"mixdpo bench quality --tier {args.tier} --suite {args.suite}"),
         keep_runs=args.keep_runs,
     )
     print((out_dir / "quality.md").read_text())

@@ -1,0 +1,115 @@
+"""The report of ``mixdpo bench quality --suite ablations``: one row per ablation of MoE-DPO on personas
+(mean ± spread over seeds), how it compares with the base case, and a plot."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from mixdpo.bench.quality_cases import ABLATIONS
+from mixdpo.bench.quality_report import fmt_pair, mean_spread
+
+SECTION_BEGIN = "<!-- mixdpo bench quality ablations: begin -->"
+SECTION_END = "<!-- mixdpo bench quality ablations: end -->"
+
+CHANGES = {
+    "base": "K = 2 (the hidden groups), soft E-step, LoRA experts, symmetry breaking on",
+    "K=1": "one expert (plain DPO with the same budget)",
+    "K=4": "4 experts",
+    "K=8": "8 experts",
+    "hard E-step": "hard (argmax) responsibilities throughout",
+    "gumbel E-step": "responsibilities sampled by Gumbel-softmax",
+    "heads backend": "shared trunk + K copies of the top blocks (4 and lr 1e-4 on pretrained models)",
+    "independent backend": "K full models (lr 1e-5 on pretrained models)",
+    "no symmetry breaking": "init_noise 0 and no hard warm-up (LoRA experts still differ in their random A)",
+}
+
+
+def by_variant(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """Rows without errors by (model, variant), seeds together, in :data:`ABLATIONS` order."""
+    out: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for row in rows:
+        if row.get("error") is None and row["case"].get("variant"):
+            out[(row["case"]["model"], row["case"]["variant"])].append(row)
+    order = list(ABLATIONS)
+    return dict(sorted(out.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]))))
+
+
+def _worst(row: dict) -> float | None:
+    per_group = row["eval"].get("per_group_accuracy") or {}
+    return min(per_group.values()) if per_group else None
+
+
+def ablation_table(rows: list[dict]) -> str:
+    """Per model and ablation: K, held-out mixture and worst-group accuracy, ARI, routing, wall time, and
+    the worst-group accuracy's difference from the base case."""
+    groups = by_variant(rows)
+    lines = [
+        "| model | ablation | what changes | K | seeds | mixture accuracy % | worst-group accuracy % "
+        "| vs base (points) | ARI | routing accuracy % | wall s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (model, variant), runs in groups.items():
+        worst = mean_spread([_worst(r) for r in runs])
+        base = mean_spread([_worst(r) for r in groups.get((model, "base"), [])])[0]
+        known = variant != "base" and base is not None and worst[0] is not None
+        delta = f"{100 * (worst[0] - base):+.1f}" if known else "—"
+        single = runs[0]["num_experts"] == 1
+        cells = [
+            model, variant, CHANGES.get(variant, ""), runs[0]["num_experts"], len(runs),
+            fmt_pair(mean_spread([r["eval"].get("mixture_accuracy") for r in runs])), fmt_pair(worst), delta,
+            "—" if single else fmt_pair(mean_spread([r["eval"].get("ari") for r in runs]), pct=False),
+            "—" if single else fmt_pair(mean_spread([r["eval"].get("routing_accuracy") for r in runs])),
+            f"{mean_spread([r.get('wall_s') for r in runs])[0]:.0f}",
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_ablations(rows: list[dict], path: Path) -> Path | None:
+    """One panel per model: worst-group held-out accuracy and ARI of each ablation (mean over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = by_variant(rows)
+    models = list(dict.fromkeys(model for model, _ in groups))
+    if not models:
+        return None
+    fig, axes = plt.subplots(1, len(models), figsize=(7.0 * len(models), 3.6), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        variants = [v for m, v in groups if m == model]
+        worst = [mean_spread([_worst(r) for r in groups[(model, v)]])[0] or 0.0 for v in variants]
+        ari = [mean_spread([r["eval"].get("ari") for r in groups[(model, v)]])[0] or 0.0 for v in variants]
+        positions = range(len(variants))
+        ax.bar([i - 0.2 for i in positions], worst, 0.4, label="worst-group accuracy")
+        ax.bar([i + 0.2 for i in positions], ari, 0.4, label="ARI")
+        ax.set_xticks(list(positions), variants, rotation=30, ha="right", fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"MoE-DPO ablations on personas\n{model}", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def ablations_markdown(document: dict[str, Any], commands: str, image: str | None) -> str:
+    """The ablation report: how it was made, the table, the plot."""
+    s = document["settings"]
+    return (
+        "## Quality ablations: MoE-DPO on personas, one thing changed at a time "
+        f"({document['tier']} tier)\n\n"
+        f"{commands} ({document['date']}, wall time {document['wall_s'] / 60:.1f} min summed over the "
+        f"cases)\n\nHardware and versions: {document['hardware']}.\n\n"
+        f"Models {', '.join(f'`{m}`' for m in document['models'])}; seeds {document['seeds']}; every case "
+        f"trains {s['max_steps']} steps of {s['batch']} pairs with beta={s['beta']} (learning rate "
+        f"{s['learning_rate']}, {s['random_learning_rate']} for random models, unless the ablation says "
+        "otherwise) with the user gate, and is evaluated on held-out pairs of the same users (no "
+        "generation). *Worst-group accuracy* is the lower of the fans' and the critics' accuracy (a single "
+        "policy that follows the fans gets 0% on the critics).\n\n"
+        f"{ablation_table(document['rows'])}\n" + (f"![ablations]({image})\n" if image else "")
+    )
