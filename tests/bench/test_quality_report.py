@@ -9,7 +9,16 @@ import pytest
 
 from mixdpo.bench.quality import training_options
 from mixdpo.bench.quality_ablations import ablation_table, plot_ablations
-from mixdpo.bench.quality_cases import ABLATIONS, METHODS, TASKS, QualityCase, QualitySettings, select, tier
+from mixdpo.bench.quality_cases import (
+    ABLATIONS,
+    ALL_METHODS,
+    METHODS,
+    TASKS,
+    QualityCase,
+    QualitySettings,
+    select,
+    tier,
+)
 from mixdpo.bench.quality_report import (
     accuracy_table,
     check_targets,
@@ -124,10 +133,11 @@ def test_tables_report_and_plot(tmp_path):
 
 def test_tiers_and_selection():
     fast = tier("fast")
-    assert len(fast.cases) == len(TASKS) * len(METHODS)
+    per_seed = len(TASKS) * len(ALL_METHODS) - 1  # no conditioned DPO on multi-reward
+    assert len(fast.cases) == per_seed
     full = tier("full")
     assert {c.model for c in full.cases} == {"random:llama-1m", "random:llama-20m", "builtin:smollm2-135m"}
-    assert len(full.cases) == 3 * len(TASKS) * 3 * len(METHODS)
+    assert len(full.cases) == 3 * 3 * per_seed
     chosen = select(full, tasks=["personas"], methods=["dpo", "moe-dpo"], seeds=[4], max_steps=5)
     assert [(c.task, c.method, c.seed) for c in chosen.cases[:2]] == [
         ("personas", "dpo", 4),
@@ -142,9 +152,9 @@ def test_tiers_and_selection():
 
 def test_full_tier_runs_a_whole_seed_before_the_next():
     cases = select(tier("full"), models=["builtin:smollm2-135m"]).cases
-    first_seed = cases[: len(TASKS) * len(METHODS)]
+    first_seed = cases[: len(TASKS) * len(ALL_METHODS) - 1]
     assert {c.seed for c in first_seed} == {0}
-    assert {(c.task, c.method) for c in first_seed} == {(t, m) for t in TASKS for m in METHODS}
+    assert {(c.task, c.method) for c in first_seed} >= {(t, m) for t in TASKS for m in METHODS}
 
 
 def test_ablation_suite_cases_and_options():
@@ -205,3 +215,18 @@ def test_ablation_table_compares_with_the_base_case(tmp_path):
     assert table.count("| random:llama-1m |") == 3  # the row without a variant is not an ablation
     assert table.index("| base |") < table.index("| K=1 |") < table.index("| K=4 |")
     assert plot_ablations(rows, tmp_path / "a.png").stat().st_size > 0
+
+
+def test_conditioned_prompts_and_exact_eval_batches():
+    from mixdpo.bench.quality_baselines import conditioned_prompt
+    from mixdpo.bench.quality_trl import exact_batch_size
+
+    row = {"prompt": "User: Review the film.\nAssistant:", "user_id": "user_07", "domain": "movie"}
+    assert conditioned_prompt("personas", row) == "[user: user_07] User: Review the film.\nAssistant:"
+    assert conditioned_prompt("cross-domain", row).startswith("[domain: movie] User:")
+    assert exact_batch_size(40) == 10  # 40 = 4 x 10: TRL's mean of batch means is the overall mean
+    assert exact_batch_size(80) == 16
+    assert exact_batch_size(17) == 1
+    assert exact_batch_size(0) == 1
+    baselines = {c.method for c in tier("fast").cases} - set(METHODS)
+    assert baselines == {"cond-dpo", "oracle-dpo", "trl-dpo"}

@@ -17,18 +17,23 @@ def test_bench_quality_fast_tier_runs_and_writes_its_report(tmp_path):
     assert result.returncode == 0, result.stderr
     document = json.loads((out / "quality.json").read_text())
     rows = document["rows"]
-    assert len(rows) == 9  # 3 tasks x (DPO, Mix-DPO, MoE-DPO), one seed
+    # 3 tasks x (DPO, Mix-DPO, MoE-DPO, oracle per-group DPO, TRL DPO) + conditioned DPO on 2 tasks
+    assert len(rows) == 17
     for row in rows:
         assert row.get("error") is None
         assert row["pairs"]["train"]["left_out"] == 0  # max_length fits every pair of the tasks
         assert row["pairs"]["train"]["read"] > 0
         assert 0.0 <= row["eval"]["mixture_accuracy"] <= 1.0
-        k = row["num_experts"]
-        assert k == (
-            1 if row["case"]["method"] == "dpo" else 2 if row["case"]["task"] != "multi-reward" else 3
-        )
+        k, method = row["num_experts"], row["case"]["method"]
+        groups = 2 if row["case"]["task"] != "multi-reward" else 3
+        assert k == (groups if method in ("mix-dpo", "moe-dpo", "oracle-dpo") else 1)
         sources = set(row["generation"])
         assert sources == {"reference", "mixture", *(f"expert:{i}" for i in range(k))}
+        if method == "oracle-dpo":  # each group's policy is evaluated on its own group's pairs
+            assert set(row["eval"]["per_group_accuracy"]) == set(row["eval"]["group_to_expert"])
+    methods = {(r["case"]["task"], r["case"]["method"]) for r in rows}
+    assert ("multi-reward", "cond-dpo") not in methods  # no observable condition on multi-reward
+    assert {("personas", "cond-dpo"), ("cross-domain", "trl-dpo")} <= methods
     personas = next(r for r in rows if r["case"]["task"] == "personas" and r["case"]["method"] == "moe-dpo")
     assert personas["gate"] == "user"
     assert set(personas["generation"]["mixture"]) == {"sentiment[critics]", "sentiment[fans]"}
@@ -52,9 +57,9 @@ def test_bench_quality_fast_tier_runs_and_writes_its_report(tmp_path):
 
     again = run_cli("bench", "quality", "--tier", "fast", "--output-dir", str(out), "--tasks", "personas")
     assert again.returncode == 0, again.stderr
-    assert again.stderr.count("measured before, kept") == 3
+    assert again.stderr.count("measured before, kept") == 6
     # the other tasks' rows, measured by the first run, stay in the report
-    assert len(json.loads((out / "quality.json").read_text())["rows"]) == 9
+    assert len(json.loads((out / "quality.json").read_text())["rows"]) == 17
     assert "Commands, run one after another" in (out / "quality.md").read_text()
 
 

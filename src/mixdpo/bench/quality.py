@@ -19,7 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mixdpo.bench.quality_cases import ABLATIONS, MOE_GATE, QualityCase, QualitySettings
+from mixdpo.bench.quality_cases import (
+    ABLATIONS,
+    BASELINE_METHODS,
+    MIXTURE_METHODS,
+    MOE_GATE,
+    QualityCase,
+    QualitySettings,
+)
 
 Log = Callable[[str], None]
 # reward axis of each task's generation metric, and what the slices are
@@ -40,7 +47,7 @@ def training_options(case: QualityCase, settings: QualitySettings, groups: int) 
     gate = MOE_GATE[case.task] if case.method == "moe-dpo" else "global"
     options = {
         "model": case.model,
-        "num_experts": 1 if case.method == "dpo" else groups,
+        "num_experts": groups if case.method in MIXTURE_METHODS else 1,
         "gate": gate,
         "backend": "lora",
         "lora_r": settings.lora_r,
@@ -89,41 +96,81 @@ def _generation_prompts(rows: list[dict], n: int, slice_by: str | None) -> list[
     return chosen
 
 
+def generation_prompts(task_name: str, rows: list[dict], settings: QualitySettings) -> list[dict]:
+    """The held-out rows whose prompts every source generates from."""
+    return _generation_prompts(rows, settings.generation_prompts, SLICE_BY[task_name])
+
+
+def score_generations(task_name: str, prompts: list[dict], texts: list[str]) -> dict[str, float]:
+    """``{"<axis>[<slice>]": mean reward}`` of ``texts`` (one per row of ``prompts``)."""
+    from mixdpo.rewards import score_texts
+
+    slice_by = SLICE_BY[task_name]
+    scores = score_texts(list(AXES[task_name]), texts)
+    metrics: dict[str, list[float]] = defaultdict(list)
+    for i, row in enumerate(prompts):
+        label = f"[{row[slice_by]}]" if slice_by else ""
+        for axis in AXES[task_name]:
+            metrics[f"{axis}{label}"].append(float(scores[axis][i]))
+    return {key: sum(v) / len(v) for key, v in sorted(metrics.items())}
+
+
+def generate_texts(
+    policy, prompts: list[dict], routing: str, settings: QualitySettings, seed: int
+) -> list[str]:
+    """One completion per prompt row from ``policy`` with ``routing`` (top-p 0.95, seeded)."""
+    users = [r.get("user_id") for r in prompts] if policy.users else None
+    return policy.generate(
+        [r["prompt"] for r in prompts], users=users, routing=routing, max_new_tokens=settings.max_new_tokens,
+        seed=seed, top_p=0.95,
+    ).texts  # fmt: skip
+
+
 def generation_metrics(
     policy, task_name: str, rows: list[dict], settings: QualitySettings, seed: int
 ) -> dict:
     """``{source: {"<axis>[<slice>]": mean reward}}`` for sources reference, expert:k and mixture."""
-    from mixdpo.rewards import score_texts
-
-    slice_by = SLICE_BY[task_name]
-    prompts = _generation_prompts(rows, settings.generation_prompts, slice_by)
-    texts = [r["prompt"] for r in prompts]
-    users = [r.get("user_id") for r in prompts] if policy.users else None
+    prompts = generation_prompts(task_name, rows, settings)
     sources = ["reference"] + [f"expert:{k}" for k in range(policy.num_experts)] + ["mixture"]
-    out: dict[str, dict[str, float]] = {}
-    for source in sources:
-        routing = "sample" if source == "mixture" else source
-        generated = policy.generate(
-            texts, users=users, routing=routing, max_new_tokens=settings.max_new_tokens, seed=seed, top_p=0.95
-        ).texts
-        scores = score_texts(list(AXES[task_name]), generated)
-        metrics: dict[str, list[float]] = defaultdict(list)
-        for i, row in enumerate(prompts):
-            label = f"[{row[slice_by]}]" if slice_by else ""
-            for axis in AXES[task_name]:
-                metrics[f"{axis}{label}"].append(float(scores[axis][i]))
-        out[source] = {key: sum(v) / len(v) for key, v in sorted(metrics.items())}
-    return out
+    return {
+        source: score_generations(
+            task_name, prompts, generate_texts(policy, prompts, "sample" if source == "mixture" else source,
+                                               settings, seed)
+        )
+        for source in sources
+    }  # fmt: skip
+
+
+def train_and_evaluate(options: dict[str, Any], files: dict[str, Path], work_dir: Path, log: Log) -> tuple:
+    """Train ``mixdpo train``'s workflow with ``options`` on ``files``; returns (eval.json, pairs read and
+    left out per split, policy directory)."""
+    from mixdpo.trainer.config_io import load_config
+    from mixdpo.workflows.train import train_run
+
+    options = options | {"output_dir": str(work_dir), "train_file": str(files["train"]),
+                         "eval_file": str(files["eval"])}  # fmt: skip
+    config = load_config(None, [f"{key}={json.dumps(value)}" for key, value in options.items()])
+    result = train_run(config, log=log)
+    report = json.loads((result.run_dir / "data_report.json").read_text())
+    # pairs read and pairs left out (too long for max_length, or invalid) per split
+    pairs = {
+        split: {"read": r["rows_read"], "left_out": len(r["invalid"]) + len(r["unfit"])}
+        for split, r in report.items()
+    }
+    return result.eval or {}, pairs, result.policy_dir
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def run_quality_case(
     case: QualityCase, settings: QualitySettings, work_dir: Path, log: Log = _silent
 ) -> dict:
     """Train and evaluate one case in ``work_dir``; returns the JSON row of the benchmark."""
+    from mixdpo.bench import quality_baselines
     from mixdpo.policy import MixturePolicy
     from mixdpo.tasks import write_task
-    from mixdpo.trainer.config_io import load_config
-    from mixdpo.workflows.train import train_run
 
     start = time.perf_counter()
     sizes = settings.task_sizes.get(case.task, {})
@@ -131,29 +178,23 @@ def run_quality_case(
     files = write_task(case.task, work_dir / "data", seed=case.seed, format="text", **sizes)
     groups = json.loads(files["meta"].read_text())["groups"]
     options = training_options(case, settings, len(groups))
-    options |= {"output_dir": str(work_dir / "run"), "train_file": str(files["train"]),
-                "eval_file": str(files["eval"])}  # fmt: skip
-    config = load_config(None, [f"{key}={json.dumps(value)}" for key, value in options.items()])
-    result = train_run(config, log=log)
-    evaluation = result.eval or {}
-    report = json.loads((result.run_dir / "data_report.json").read_text())
-    row: dict[str, Any] = {
-        "case": case.to_dict(),
-        "num_experts": options["num_experts"],
-        "gate": options["gate"],
-        "backend": options["backend"],
-        "learning_rate": options["learning_rate"],
-        # pairs read and pairs left out (too long for max_length, or invalid) per split
-        "pairs": {
-            split: {"read": r["rows_read"], "left_out": len(r["invalid"]) + len(r["unfit"])}
-            for split, r in report.items()
-        },
-        "eval": {key: evaluation.get(key) for key in EVAL_KEYS},
-        "generation": None,
-    }
-    if settings.generation_prompts:
-        policy = MixturePolicy.from_pretrained(result.policy_dir)
-        eval_rows = [json.loads(line) for line in files["eval"].read_text(encoding="utf-8").splitlines()]
-        row["generation"] = generation_metrics(policy, case.task, eval_rows, settings, case.seed)
+    if case.method in BASELINE_METHODS:
+        row = quality_baselines.run_baseline(case, settings, options, files, work_dir, log)
+    else:
+        evaluation, pairs, policy_dir = train_and_evaluate(options, files, work_dir / "run", log)
+        row = {
+            "case": case.to_dict(),
+            "num_experts": options["num_experts"],
+            "gate": options["gate"],
+            "backend": options["backend"],
+            "learning_rate": options["learning_rate"],
+            "pairs": pairs,
+            "eval": {key: evaluation.get(key) for key in EVAL_KEYS},
+            "generation": None,
+        }
+        if settings.generation_prompts:
+            policy = MixturePolicy.from_pretrained(policy_dir)
+            row["generation"] = generation_metrics(policy, case.task, read_rows(files["eval"]), settings,
+                                                   case.seed)  # fmt: skip
     row["wall_s"] = time.perf_counter() - start
     return row

@@ -19,6 +19,10 @@ from typing import Any
 from mixdpo.errors import ConfigError
 
 METHODS = ("dpo", "mix-dpo", "moe-dpo")
+# single-policy baselines (mixdpo.bench.quality_baselines); cond-dpo needs an observable condition
+BASELINE_METHODS = ("cond-dpo", "oracle-dpo", "trl-dpo")
+ALL_METHODS = METHODS + BASELINE_METHODS
+MIXTURE_METHODS = ("mix-dpo", "moe-dpo")
 TASKS = ("multi-reward", "cross-domain", "personas")
 MOE_GATE = {"personas": "user", "cross-domain": "prompt", "multi-reward": "prompt"}
 SUITES = ("main", "ablations")
@@ -136,6 +140,11 @@ _FAST_SIZES = {
 }
 
 
+def applicable(task: str, method: str) -> bool:
+    """Whether ``method`` has a case on ``task`` (conditioned DPO needs a user or a domain to show)."""
+    return not (method == "cond-dpo" and task == "multi-reward")
+
+
 def tier(name: str, suite: str = "main") -> QualityTier:
     """``fast``: a 0.1M-parameter random Llama, one seed, small tasks, 8 steps: a few minutes on 2 CPU
     cores (the CI test; it checks that everything runs, its numbers mean little). ``full``: ~0.8M and
@@ -154,7 +163,7 @@ def tier(name: str, suite: str = "main") -> QualityTier:
     else:
         raise ConfigError("tier", f"got {name!r}; choose fast or full")
     if suite == "main":
-        combos = [(task, method, "") for task in TASKS for method in METHODS]
+        combos = [(task, method, "") for task in TASKS for method in ALL_METHODS if applicable(task, method)]
     elif suite == "ablations":
         combos = [(ABLATION_TASK, "moe-dpo", variant) for variant in ABLATIONS]
         models, seeds = models[-1:], seeds[:1]
@@ -178,7 +187,7 @@ def select(
     the given models and seeds (None: the tier's; others allowed), with settings ``overrides`` (None
     values ignored)."""
     for label, values, known in (
-        ("tasks", tasks, TASKS), ("methods", methods, METHODS), ("variants", variants, tuple(ABLATIONS))
+        ("tasks", tasks, TASKS), ("methods", methods, ALL_METHODS), ("variants", variants, tuple(ABLATIONS))
     ):  # fmt: skip
         unknown = sorted(set(values or ()) - set(known))
         if unknown:

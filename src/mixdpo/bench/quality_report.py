@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mixdpo.bench.quality_cases import METHODS
+from mixdpo.bench.quality_cases import ALL_METHODS
 
 SECTION_BEGIN = "<!-- mixdpo bench quality: begin -->"
 SECTION_END = "<!-- mixdpo bench quality: end -->"
@@ -96,7 +96,7 @@ def generation_table(rows: list[dict]) -> str:
 
 def _order(item: tuple[tuple[str, str, str], Any]) -> tuple:
     (model, task, method), _ = item
-    return (model, task, METHODS.index(method) if method in METHODS else 99)
+    return (model, task, ALL_METHODS.index(method) if method in ALL_METHODS else 99)
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,7 @@ def plot_accuracy(rows: list[dict], path: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     for ax, (model, task) in zip(axes[0], panels, strict=True):
-        methods = [m for m in METHODS if (model, task, m) in by_case]
+        methods = [m for m in ALL_METHODS if (model, task, m) in by_case]
         groups = sorted({g for m in methods for r in by_case[(model, task, m)]
                          for g in (r["eval"].get("per_group_accuracy") or {})})  # fmt: skip
         width = 0.8 / max(len(groups), 1)

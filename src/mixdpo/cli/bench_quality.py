@@ -64,7 +64,11 @@ def add_quality_arguments(sub) -> None:
         "--suite", choices=("main", "ablations"), default="main", help="the methods (main) or ablations"
     )
     quality.add_argument("--tasks", type=_names, help="only these tasks, e.g. personas,cross-domain")
-    quality.add_argument("--methods", type=_names, help="only these methods: dpo, mix-dpo, moe-dpo")
+    quality.add_argument(
+        "--methods",
+        type=_names,
+        help="only these methods: dpo, mix-dpo, moe-dpo, cond-dpo, oracle-dpo, trl-dpo",
+    )
     quality.add_argument("--variants", type=_names, help="only these ablations, e.g. 'K=4,hard E-step'")
     quality.add_argument("--models", type=_names, help="these model specs instead of the tier's")
     quality.add_argument("--seeds", type=_ints, help="these seeds instead of the tier's, e.g. 0,1,2")

@@ -1,0 +1,137 @@
+"""The ``trl-dpo`` baseline of ``mixdpo bench quality``: TRL's ``DPOTrainer`` (the ``bench`` extra) on the
+same pairs with the same LoRA adapters, budget and beta as mixdpo's plain DPO, evaluated per hidden group
+on the held-out pairs, and generating from the same held-out prompts with the same sampling."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mixdpo.bench.quality import EVAL_KEYS, generation_prompts, read_rows, score_generations
+from mixdpo.bench.quality_cases import QualityCase, QualitySettings
+
+
+def exact_batch_size(n: int, limit: int = 16) -> int:
+    """The largest divisor of ``n`` that is at most ``limit``: equal evaluation batches, so that TRL's mean
+    of per-batch accuracies is the accuracy over all ``n`` pairs."""
+    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0) if n > 0 else 1
+
+
+def _lora_config(options: dict[str, Any], num_layers: int):
+    from peft import LoraConfig
+
+    top = options.get("lora_top_layers")
+    return LoraConfig(
+        r=options["lora_r"],
+        lora_alpha=16,  # MixDPOConfig's lora_alpha default, which the quality cases keep
+        lora_dropout=0.0,
+        target_modules="all-linear",
+        layers_to_transform=list(range(num_layers - top, num_layers)) if top else None,
+        task_type="CAUSAL_LM",
+    )
+
+
+def _generate(model, tokenizer, prompts: list[str], settings: QualitySettings, seed: int) -> list[str]:
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    finally:
+        tokenizer.padding_side = side
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        out = model.generate(**enc, max_new_tokens=settings.max_new_tokens, do_sample=True, temperature=1.0,
+                             top_k=0, top_p=0.95, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    return tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def run_trl_dpo(
+    case: QualityCase,
+    settings: QualitySettings,
+    options: dict[str, Any],
+    files: dict[str, Path],
+    work_dir: Path,
+) -> dict[str, Any]:
+    """Train TRL's ``DPOTrainer`` on ``files["train"]``; returns the benchmark row (per-group held-out
+    accuracy = TRL's ``rewards/accuracies`` on each group's pairs; generation from the adapter and, for
+    the reference, from the base with the adapter disabled)."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from mixdpo.models import load_model_and_tokenizer
+
+    def text_rows(path: Path) -> list[dict]:
+        return [
+            {k: r[k] for k in ("prompt", "chosen", "rejected")} | {"group": r["group"]}
+            for r in read_rows(path)
+        ]
+
+    train, held_out = text_rows(files["train"]), text_rows(files["eval"])
+    loaded = load_model_and_tokenizer(case.model, seed=0)  # mixdpo's model_seed default
+    config = DPOConfig(
+        output_dir=str(work_dir / "trl"),
+        per_device_train_batch_size=options["per_device_train_batch_size"],
+        max_steps=options["max_steps"],
+        learning_rate=options["learning_rate"],
+        beta=options["beta"],
+        max_length=options["max_length"],
+        logging_steps=options["logging_steps"],
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=case.seed,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=False,
+        dataloader_pin_memory=False,
+    )
+    trainer = DPOTrainer(
+        model=loaded.model,
+        args=config,
+        train_dataset=Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in train]),
+        processing_class=loaded.tokenizer,
+        peft_config=_lora_config(options, loaded.model.config.num_hidden_layers),
+    )
+    trainer.train()
+    by_group: dict[str, list[dict]] = defaultdict(list)
+    for r in held_out:
+        by_group[r["group"]].append({k: r[k] for k in ("prompt", "chosen", "rejected")})
+    per_group = {}
+    for group, rows in sorted(by_group.items()):
+        trainer.args.per_device_eval_batch_size = exact_batch_size(len(rows))
+        metrics = trainer.evaluate(eval_dataset=Dataset.from_list(rows))
+        per_group[group] = float(metrics["eval_rewards/accuracies"])
+    total = sum(len(rows) for rows in by_group.values())
+    evaluation = {
+        "mixture_accuracy": sum(per_group[g] * len(rows) for g, rows in by_group.items()) / total,
+        "per_group_accuracy": per_group,
+    }
+    row: dict[str, Any] = {
+        "case": case.to_dict(),
+        "num_experts": 1,
+        "gate": "global",
+        "backend": "lora (TRL)",
+        "learning_rate": options["learning_rate"],
+        "pairs": {
+            "train": {"read": len(train), "left_out": 0},
+            "eval": {"read": len(held_out), "left_out": 0},
+        },
+        "eval": {key: evaluation.get(key) for key in EVAL_KEYS},
+        "generation": None,
+    }
+    if settings.generation_prompts:
+        prompts = generation_prompts(case.task, read_rows(files["eval"]), settings)
+        texts = [r["prompt"] for r in prompts]
+        model = trainer.model.eval()
+        with torch.no_grad():
+            tuned = _generate(model, loaded.tokenizer, texts, settings, case.seed)
+            with model.disable_adapter():
+                reference = _generate(model, loaded.tokenizer, texts, settings, case.seed)
+        row["generation"] = {
+            "reference": score_generations(case.task, prompts, reference),
+            "expert:0": score_generations(case.task, prompts, tuned),
+            "mixture": score_generations(case.task, prompts, tuned),
+        }
+    return row
