@@ -230,3 +230,23 @@ def test_conditioned_prompts_and_exact_eval_batches():
     assert exact_batch_size(0) == 1
     baselines = {c.method for c in tier("fast").cases} - set(METHODS)
     assert baselines == {"cond-dpo", "oracle-dpo", "trl-dpo"}
+
+
+def test_baseline_verdicts_say_who_wins_by_how_much():
+    from mixdpo.bench.quality_report import baseline_table, compare
+
+    assert compare([0.9, 1.0], [0.6, 0.7]) == ("wins", pytest.approx(30.0))
+    assert compare([0.70], [0.71]) == ("ties", pytest.approx(-1.0))  # one seed: within 2 points
+    assert compare([0.6, 0.8], [0.75, 0.75])[0] == "ties"  # -5 points, within the spread (14.1)
+    assert compare([0.5], [0.9]) == ("loses", pytest.approx(-40.0))
+    assert compare([None], [0.5]) == ("not measured", None)
+    rows = [
+        _row("personas", "moe-dpo", 0, 0.98, {"fans": 0.99, "critics": 0.96}, ari=1.0, routing=1.0),
+        _row("personas", "dpo", 0, 0.66, {"fans": 1.0, "critics": 0.0}),
+        _row("personas", "cond-dpo", 0, 1.0, {"fans": 1.0, "critics": 1.0}),
+    ]
+    table = baseline_table(rows)
+    assert "moe-dpo vs dpo | 98.0 ± 0.0 / 66.0 ± 0.0 | 96.0 ± 0.0 / 0.0 ± 0.0 |" in table
+    assert "moe-dpo wins on accuracy (+32.0 points), wins on the worst group (+96.0 points)" in table
+    assert "moe-dpo ties on accuracy (-2.0 points), loses on the worst group (-4.0 points)" in table
+    assert "vs oracle-dpo" not in table  # not measured: no row

@@ -94,6 +94,64 @@ def generation_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# the mixture each task is built for, compared with every single-policy method
+MIXTURE_FOR_TASK = {"personas": "moe-dpo", "cross-domain": "moe-dpo", "multi-reward": "mix-dpo"}
+COMPARED = ("dpo", "trl-dpo", "cond-dpo", "oracle-dpo")
+TIE_POINTS = 2.0  # with one seed (no spread), differences within 2 points are ties
+
+
+def compare(mine: Sequence[float | None], theirs: Sequence[float | None]) -> tuple[str, float | None]:
+    """("wins" | "ties" | "loses", difference of means in points): a tie when the difference is within the
+    larger of the two sample standard deviations (or :data:`TIE_POINTS` with one seed each)."""
+    (m, m_sd), (t, t_sd) = mean_spread(mine), mean_spread(theirs)
+    if m is None or t is None:
+        return "not measured", None
+    delta = 100 * (m - t)
+    margin = max(100 * max(m_sd or 0.0, t_sd or 0.0), TIE_POINTS)
+    # compared as printed (0.1 points): a 2.0-point difference is the 2-point tie it reads as
+    return ("ties" if abs(round(delta, 1)) <= margin else "wins" if delta > 0 else "loses"), delta
+
+
+def baseline_table(rows: list[dict]) -> str:
+    """Per model and task: the task's mixture (MoE-DPO, or Mix-DPO on multi-reward) against each single-
+    policy method on held-out accuracy and worst-group accuracy, with a sentence saying who wins."""
+    by_case = grouped(rows)
+    lines = [
+        "| model | task | mixture vs baseline | accuracy % (mixture / baseline) | worst group % (mixture / "
+        "baseline) | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for model, task in sorted({(m, t) for m, t, _ in by_case}):
+        mixture = MIXTURE_FOR_TASK[task]
+        mine = by_case.get((model, task, mixture), [])
+        if not mine:
+            continue
+        for baseline in COMPARED:
+            theirs = by_case.get((model, task, baseline), [])
+            if not theirs:
+                continue
+            cells, words = [], []
+            for label, get in (("accuracy", _accuracy), ("the worst group", _worst_group)):
+                a, b = [get(r) for r in mine], [get(r) for r in theirs]
+                cells.append(f"{fmt_pair(mean_spread(a))} / {fmt_pair(mean_spread(b))}")
+                outcome, delta = compare(a, b)
+                words.append(f"{outcome} on {label}" + ("" if delta is None else f" ({delta:+.1f} points)"))
+            sentence = f"{mixture} {words[0]}, {words[1]}"
+            lines.append(
+                f"| {model} | {task} | {mixture} vs {baseline} | {cells[0]} | {cells[1]} | {sentence} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _accuracy(row: dict) -> float | None:
+    return row["eval"].get("mixture_accuracy")
+
+
+def _worst_group(row: dict) -> float | None:
+    per_group = row["eval"].get("per_group_accuracy") or {}
+    return min(per_group.values()) if per_group else None
+
+
 def _order(item: tuple[tuple[str, str, str], Any]) -> tuple:
     (model, task, method), _ = item
     return (model, task, ALL_METHODS.index(method) if method in ALL_METHODS else 99)

@@ -19,6 +19,7 @@ from mixdpo.bench.quality_report import (
     SECTION_BEGIN,
     SECTION_END,
     accuracy_table,
+    baseline_table,
     check_targets,
     generation_table,
     plot_accuracy,
@@ -27,6 +28,16 @@ from mixdpo.bench.quality_report import (
 from mixdpo.bench.sections import hardware, replace_section
 
 Log = Callable[[str], None]
+
+
+BASELINES_NOTE = (
+    "Baselines, all single policies with the same LoRA adapters, steps, batch and beta: `dpo` (mixdpo, "
+    "K = 1), `trl-dpo` (TRL's DPOTrainer), `cond-dpo` (DPO with the user id or the domain written in front "
+    "of the prompt as `[user: ID] ...` / `[domain: movie] ...`), `oracle-dpo` (one DPO policy per hidden "
+    "group trained on that group's pairs only, each with the full budget: the upper bound a mixture "
+    "approaches without labels). A difference within the larger spread over seeds (or 2 points with one "
+    "seed) is a tie."
+)
 
 
 def _stderr(line: str) -> None:
@@ -173,6 +184,7 @@ def report_markdown(document: dict[str, Any], image: str | None = None) -> str:
         f"{s['random_max_length']} for byte-level random models): {left_out} of {read}.\n\n"
         f"### Targets\n\n{targets_table(check_targets(rows))}\n"
         f"### Held-out preference accuracy\n\n{accuracy_table(rows)}\n"
+        f"### The mixture against the baselines\n\n{BASELINES_NOTE}\n\n{baseline_table(rows)}\n"
         + (f"![per-group accuracy]({image})\n\n" if image else "")
         + f"### Generated text: reward gain over the reference model\n\n{generation_table(rows)}"
         + failures
