@@ -250,3 +250,27 @@ def test_baseline_verdicts_say_who_wins_by_how_much():
     assert "moe-dpo wins on accuracy (+32.0 points), wins on the worst group (+96.0 points)" in table
     assert "moe-dpo ties on accuracy (-2.0 points), loses on the worst group (-4.0 points)" in table
     assert "vs oracle-dpo" not in table  # not measured: no row
+
+
+def test_saving_adopts_rows_another_invocation_wrote(tmp_path):
+    import json
+
+    from mixdpo.bench.quality_suite import _save
+
+    settings = tier("fast").settings.to_dict()
+    path = tmp_path / "quality.json"
+    theirs = _row("personas", "dpo", 0, 0.6, {"fans": 0.9, "critics": 0.0})
+    theirs["case"]["model"] = "random:llama-20m"
+    path.write_text(json.dumps({"settings": settings, "rows": [theirs], "commands": ["mixdpo bench a"]}))
+    ours = _row("personas", "moe-dpo", 0, 0.9, {"fans": 0.9, "critics": 0.9})
+    document = {"settings": settings, "rows": [ours], "commands": ["mixdpo bench b"]}
+    _save(document, path)
+    saved = json.loads(path.read_text())
+    assert [r["case"]["method"] for r in saved["rows"]] == ["moe-dpo", "dpo"]
+    assert saved["commands"] == ["mixdpo bench a", "mixdpo bench b"]
+    assert saved["models"] == ["random:llama-1m", "random:llama-20m"]
+    assert saved["wall_s"] == 2.0
+    other = {"settings": settings | {"max_steps": 99}, "rows": [ours], "commands": ["c"]}
+    _save(other, path)  # other settings: nothing adopted
+    assert len(json.loads(path.read_text())["rows"]) == 1
+    assert json.loads(path.read_text())["commands"] == ["c"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import shutil
 import sys
 import traceback
@@ -120,15 +121,13 @@ def run_quality_suite(
             if not keep_runs:
                 shutil.rmtree(work_dir, ignore_errors=True)
         rows.append(row)
-        _summarise(document)
-        (out_dir / "quality.json").write_text(json.dumps(document, indent=2))
+        _save(document, out_dir / "quality.json")
     if not keep_runs:
-        shutil.rmtree(out_dir / "runs", ignore_errors=True)
+        _remove_empty_dirs(out_dir / "runs")  # not shutil.rmtree: another invocation may be running there
     ablations = tier.suite == "ablations"
     plot_rows = quality_ablations.plot_ablations if ablations else plot_accuracy
     plot = plot_rows(rows, out_dir / "quality.png")
-    _summarise(document)
-    (out_dir / "quality.json").write_text(json.dumps(document, indent=2))
+    _save(document, out_dir / "quality.json")
     (out_dir / "quality.md").write_text(report_markdown(document, plot.name if plot else None))
     if benchmarks_md is not None:
         image = None
@@ -144,6 +143,34 @@ def run_quality_suite(
         )  # fmt: skip
         replace_section(benchmarks_md, report_markdown(document, image), begin, end)
     return document
+
+
+def _save(document: dict[str, Any], path: Path) -> None:
+    """Write ``document`` to ``path`` atomically, first adopting rows and commands that another invocation
+    with the same settings wrote there since this one started (two runs of disjoint case sets, e.g. two
+    models, can share a directory)."""
+    keys = {json.dumps(r["case"], sort_keys=True) for r in document["rows"]}
+    theirs = _previous_rows(path, document["settings"])
+    for row in theirs:
+        if json.dumps(row["case"], sort_keys=True) not in keys:
+            document["rows"].append(row)
+    for command in _previous_commands(path) if theirs else []:
+        if command and command not in document["commands"]:
+            document["commands"].insert(-1, command)
+    _summarise(document)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(document, indent=2))
+    os.replace(tmp, path)
+
+
+def _remove_empty_dirs(root: Path) -> None:
+    if not root.is_dir():
+        return
+    for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    if not any(root.iterdir()):
+        root.rmdir()
 
 
 def _summarise(document: dict[str, Any]) -> None:
