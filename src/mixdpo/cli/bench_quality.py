@@ -23,7 +23,7 @@ largest model and first seed unless --models / --seeds say otherwise.
 
 tiers:
   fast   random:llama-tiny, small tasks, one seed, 8 steps: a few minutes on 2 CPU cores (a smoke test)
-  full   random:llama-1m, random:llama-20m and builtin:smollm2-135m, default task sizes, seeds 0 1 2
+  full   random:llama-1m, random:llama-20m and builtin:smollm2-135m, seeds 0 1 2, 40 steps of 8 pairs
 
 examples:
   mixdpo bench quality --tier fast
