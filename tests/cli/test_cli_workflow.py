@@ -71,6 +71,29 @@ def test_eval_generate_and_personalize_on_the_trained_run(trained_run, small_tas
         assert all((before[n] == after[n]).all() for n in before)
 
 
+def test_personalize_can_fine_tune_the_experts_instead(trained_run, small_task, capsys):
+    """--train experts: the single-policy way to learn new users (experts move, the gate does not)."""
+    out = trained_run / "tuned"
+    new = str(small_task["new_users"])
+    code = main(["personalize", str(trained_run), "--data", new, "--out", str(out), "--max-steps", "2",
+                 "--train", "experts", "--learning-rate", "0.01"])  # fmt: skip
+    assert code == 0
+    assert "expert parameters trained, gate frozen" in capsys.readouterr().out
+    summary = json.loads((out / "personalize.json").read_text())
+    assert summary["trained"] == "experts"
+    assert summary["gate_parameters_trained"] == 0
+    assert summary["expert_parameters_trained"] > 0
+    assert summary["parameters_per_new_user"] is None  # shared parameters, no per-user ones
+    before = load_file(trained_run / "policy" / "experts" / "expert_0" / "adapter_model.safetensors")
+    after = load_file(out / "policy" / "experts" / "expert_0" / "adapter_model.safetensors")
+    assert any(not (before[n] == after[n]).all() for n in before)
+    gate_before = load_file(trained_run / "policy" / "gate.safetensors")
+    gate_after = load_file(out / "policy" / "gate.safetensors")
+    assert gate_before.keys() == gate_after.keys()
+    for n in gate_before:  # new users' rows were appended (from the fallback); the trained rows stay
+        assert (gate_after[n][: gate_before[n].shape[0]] == gate_before[n]).all()
+
+
 def test_demo_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
     code = main(
         ["demo", "--model", "random:llama-tiny", "--out", str(tmp_path), "max_steps=4", "disable_tqdm=true"]

@@ -15,8 +15,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output run directory (default RUN_DIR/personalized)")
     parser.add_argument("--epochs", type=float, default=5.0, help="passes over the data (default 5)")
     parser.add_argument("--max-steps", type=int, default=-1, help="stop after N steps (overrides --epochs)")
-    parser.add_argument("--learning-rate", type=float, help="gate learning rate (default: the run's)")
+    parser.add_argument(
+        "--learning-rate", type=float, help="learning rate (default: the run's gate / expert one)"
+    )
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--train",
+        choices=("gate", "experts"),
+        default="gate",
+        help="gate: refit the gate, experts frozen (default); experts: fine-tune the experts, gate frozen "
+        "(what a single policy must do to learn new users; for comparison)",
+    )
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -31,9 +40,14 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
         max_steps=args.max_steps,
         learning_rate=args.learning_rate,
         batch_size=args.batch_size,
+        train=args.train,
+    )
+    trained = (
+        f"{summary['gate_parameters_trained']} gate parameters trained, experts frozen"
+        if args.train == "gate"
+        else f"{summary['expert_parameters_trained']} expert parameters trained, gate frozen"
     )
     print(
-        f"personalised {len(summary['new_users'])} new user(s) in {summary['wall_time_s']:.1f} s, "
-        f"{summary['gate_parameters_trained']} gate parameters trained, experts frozen"
+        f"personalised {len(summary['new_users'])} new user(s) in {summary['wall_time_s']:.1f} s, {trained}"
     )
     return 0
