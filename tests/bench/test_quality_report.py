@@ -274,3 +274,26 @@ def test_saving_adopts_rows_another_invocation_wrote(tmp_path):
     _save(other, path)  # other settings: nothing adopted
     assert len(json.loads(path.read_text())["rows"]) == 1
     assert json.loads(path.read_text())["commands"] == ["c"]
+
+
+def test_an_interrupt_stops_the_suite_and_keeps_what_was_measured(tmp_path, monkeypatch):
+    import json
+
+    from mixdpo.bench import quality_suite
+    from mixdpo.errors import TrainingInterrupted
+
+    calls = []
+
+    def fake_case(case, settings, work_dir):
+        calls.append(case)
+        if len(calls) == 2:
+            raise TrainingInterrupted("ckpt", "SIGTERM")
+        return _row(case.task, case.method, case.seed, 0.5, {"fans": 0.5, "critics": 0.5})
+
+    monkeypatch.setattr(quality_suite, "run_quality_case", fake_case)
+    chosen = select(tier("fast"), tasks=["personas"], methods=["dpo", "moe-dpo", "mix-dpo"])
+    with pytest.raises(TrainingInterrupted):
+        quality_suite.run_quality_suite("fast", chosen, tmp_path, log=lambda line: None)
+    assert len(calls) == 2  # the third case never started
+    saved = json.loads((tmp_path / "quality.json").read_text())
+    assert [r["case"]["method"] for r in saved["rows"]] == ["dpo"]

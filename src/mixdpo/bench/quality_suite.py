@@ -27,6 +27,7 @@ from mixdpo.bench.quality_report import (
     targets_table,
 )
 from mixdpo.bench.sections import hardware, replace_section
+from mixdpo.errors import TrainingInterrupted
 
 Log = Callable[[str], None]
 
@@ -114,6 +115,11 @@ def run_quality_suite(
             ev = row["eval"]
             accuracy = ev.get("mixture_accuracy") or 0.0
             log(f"  accuracy {accuracy:.3f}, per group {ev.get('per_group_accuracy')}, {row['wall_s']:.0f} s")
+        except (TrainingInterrupted, KeyboardInterrupt):
+            # Ctrl-C / SIGTERM stops the suite, not just this case; what was measured is already saved
+            # and the next run resumes after it.
+            log(f"  interrupted; {len(rows)} case(s) saved in {out_dir / 'quality.json'}; rerun to resume")
+            raise
         except Exception as err:  # a failed case is reported in the table, the others still run
             row = {"case": case.to_dict(), "error": f"{type(err).__name__}: {err}"}
             log(f"  failed: {row['error']}\n{traceback.format_exc()}")
