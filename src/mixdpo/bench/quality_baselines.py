@@ -33,7 +33,8 @@ from mixdpo.bench.quality_cases import QualityCase, QualitySettings
 from mixdpo.tasks.registry import write_jsonl
 
 # the row field a conditioned prompt shows, per task, and the name it is shown under
-CONDITION_FIELD = {"personas": ("user_id", "user"), "cross-domain": ("domain", "domain")}
+CONDITION_FIELD = {"personas": ("user_id", "user"), "cross-domain": ("domain", "domain"),
+                   "reviews-users": ("user_id", "user")}  # fmt: skip
 CONDITION_TEMPLATE = "[{name}: {value}] {prompt}"
 SPLITS = ("train", "eval", "new_users")
 

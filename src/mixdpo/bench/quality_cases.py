@@ -24,7 +24,8 @@ BASELINE_METHODS = ("cond-dpo", "oracle-dpo", "trl-dpo")
 ALL_METHODS = METHODS + BASELINE_METHODS
 MIXTURE_METHODS = ("mix-dpo", "moe-dpo")
 TASKS = ("multi-reward", "cross-domain", "personas")
-MOE_GATE = {"personas": "user", "cross-domain": "prompt", "multi-reward": "prompt"}
+# reviews-users: the word-list task of ``mixdpo bench regimes``
+MOE_GATE = {"personas": "user", "cross-domain": "prompt", "multi-reward": "prompt", "reviews-users": "user"}
 SUITES = ("main", "ablations")
 
 # Ablations of MoE-DPO on personas: each changes one thing of the base case (K = the task's 2 hidden

@@ -1,5 +1,6 @@
-"""``mixdpo bench speed`` (mixdpo against TRL's DPOTrainer) and ``mixdpo bench quality`` (DPO vs Mix-DPO vs
-MoE-DPO on the sampled tasks); see :mod:`mixdpo.bench`."""
+"""``mixdpo bench speed`` (mixdpo against TRL's DPOTrainer), ``mixdpo bench quality`` (mixtures against
+baselines on the sampled tasks) and ``mixdpo bench regimes`` (where a mixture should win); see
+:mod:`mixdpo.bench`."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import sys
 from pathlib import Path
 
 from mixdpo.cli.bench_quality import add_quality_arguments, invoked_command, run_quality
+from mixdpo.cli.bench_regimes import add_regimes_arguments, run_regimes_command
 
 NAME = "bench"
 HELP = (
     "benchmarks: `mixdpo bench speed` (step time, memory, FLOPs against TRL's DPOTrainer), "
-    "`mixdpo bench quality` (DPO vs Mix-DPO vs MoE-DPO on the sampled tasks)"
+    "`mixdpo bench quality` (mixtures vs baselines on the sampled tasks), "
+    "`mixdpo bench regimes` (few-shot and unknown users)"
 )
 SPEED_DESCRIPTION = """\
 Time real training steps of TRL's DPOTrainer and of mixdpo (K = 1, 2, 4, 8 for the lora, heads and
@@ -82,12 +85,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     speed.add_argument("--timeout", type=float, default=1800.0, help="seconds per case before giving up")
     add_quality_arguments(sub)
+    add_regimes_arguments(sub)
     parser.set_defaults(_bench_parser=parser)
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.bench == "quality":
         return run_quality(args)
+    if args.bench == "regimes":
+        return run_regimes_command(args)
     if args.bench != "speed":
         args._bench_parser.print_help()
         return 0

@@ -37,7 +37,7 @@ def _names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
-def _ints(text: str) -> list[int]:
+def parse_ints(text: str) -> list[int]:
     try:
         return [int(v) for v in _names(text)]
     except ValueError:
@@ -71,7 +71,7 @@ def add_quality_arguments(sub) -> None:
     )
     quality.add_argument("--variants", type=_names, help="only these ablations, e.g. 'K=4,hard E-step'")
     quality.add_argument("--models", type=_names, help="these model specs instead of the tier's")
-    quality.add_argument("--seeds", type=_ints, help="these seeds instead of the tier's, e.g. 0,1,2")
+    quality.add_argument("--seeds", type=parse_ints, help="these seeds instead of the tier's, e.g. 0,1,2")
     quality.add_argument("--max-steps", type=int, help="training steps per case (default: the tier's)")
     quality.add_argument("--generation-prompts", type=int, help="held-out prompts to generate from (0: none)")
     quality.add_argument("--output-dir", type=Path, help="default bench/quality-TIER[-ablations]")

@@ -1,0 +1,208 @@
+"""``mixdpo bench regimes``: regimes where a latent mixture should have an edge over a single policy, each
+with a stated hypothesis and the measured answer.
+
+``few-shot-users`` (on ``reviews-users``: hidden fans and critics, conflicting labels on the same items).
+MoE-DPO (K = 2, user gate), conditioned DPO (the user id written into the prompt, P-DPO style) and plain
+DPO train on the training users with the same budget. Then users training never saw arrive, each with
+``n`` labelled pairs (n in ``pairs_per_user``) and ``test_pairs_per_user`` held-out pairs:
+
+- MoE-DPO refits only the gate (``personalize_run(train="gate")``): K numbers per new user;
+- conditioned DPO must fine-tune its policy on the new users' pairs, their ids in the prompts
+  (``personalize_run(train="experts")``): every adapter parameter, shared by all users;
+- plain DPO cannot use the labels at all (context).
+
+``n = 0`` is the *unknown users at inference* case: MoE-DPO's learned fallback (the population prior),
+conditioned DPO given ids it has never seen.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mixdpo.bench.quality import read_rows, train_and_evaluate, training_options
+from mixdpo.bench.quality_baselines import conditioned_prompt
+from mixdpo.bench.quality_cases import QualityCase, QualitySettings
+from mixdpo.errors import ConfigError
+from mixdpo.tasks.registry import write_jsonl
+
+Log = Callable[[str], None]
+TASK = "reviews-users"
+HYPOTHESES = {
+    "few-shot-users": (
+        "Users never seen in training, with 2-16 labelled pairs each: refitting MoE-DPO's gate (K numbers "
+        "per user, experts frozen) reaches higher held-out accuracy than fine-tuning conditioned DPO on the "
+        "same pairs, with far fewer parameters per user; with no pairs at all (unknown users), the "
+        "mixture's fallback is no worse than conditioned DPO given an unseen id."
+    ),
+}
+METHODS = ("moe-dpo", "cond-dpo", "dpo")
+
+
+@dataclass(frozen=True)
+class RegimeSettings:
+    """A tier of the regimes benchmark.
+
+    Attributes:
+        model: base model spec; seeds: each rebuilds the task and retrains.
+        quality: the training budget, shared with ``mixdpo bench quality``.
+        task_sizes: sizes of ``reviews-users`` (new users and their pairs included).
+        pairs_per_user: labelled pairs per new user to personalise from (0 = none: unknown users).
+        test_pairs_per_user: held-out pairs per new user, the same for every n.
+        personalize_steps: steps of gate refitting / expert fine-tuning, the same for both.
+    """
+
+    model: str
+    seeds: tuple[int, ...]
+    quality: QualitySettings
+    task_sizes: dict[str, int] = field(default_factory=dict)
+    pairs_per_user: tuple[int, ...] = (0, 2, 4, 8, 16)
+    test_pairs_per_user: int = 8
+    personalize_steps: int = 20
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def regime_tier(name: str) -> RegimeSettings:
+    """``fast``: a 0.1M-parameter random Llama, a few steps (the CI test; its numbers mean little).
+    ``full``: SmolLM2-135M, three seeds, 12 new users (8 fans, 4 critics) with 24 pairs each."""
+    sizes = {"new_fans": 8, "new_critics": 4, "new_user_pairs": 288}
+    if name == "fast":
+        quality = QualitySettings(max_steps=8, batch=4, generation_prompts=0)
+        fast_sizes = {"train_pairs": 60, "eval_pairs": 30, "fans": 4, "critics": 2, "new_fans": 2,
+                      "new_critics": 1, "new_user_pairs": 36}  # fmt: skip
+        return RegimeSettings("random:llama-tiny", (0,), quality, fast_sizes, (0, 2, 4), 4, 3)
+    if name == "full":
+        return RegimeSettings("builtin:smollm2-135m", (0, 1, 2), QualitySettings(generation_prompts=0), sizes)
+    raise ConfigError("tier", f"got {name!r}; choose fast or full")
+
+
+def split_new_users(rows: list[dict], n: int, test: int) -> tuple[list[dict], list[dict]]:
+    """(the first ``n`` pairs of every new user, the last ``test`` pairs of every new user)."""
+    by_user: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_user[row["user_id"]].append(row)
+    for user, own in by_user.items():
+        if len(own) < n + test:
+            raise ConfigError(
+                "pairs_per_user", f"user {user} has {len(own)} pairs; {n} + {test} test pairs are needed"
+            )
+    fit = [row for own in by_user.values() for row in own[:n]]
+    held_out = [row for own in by_user.values() for row in own[len(own) - test :]]
+    return fit, held_out
+
+
+def _accuracy(evaluation: dict) -> dict[str, Any]:
+    return {"accuracy": evaluation.get("mixture_accuracy"), "per_group": evaluation.get("per_group_accuracy")}
+
+
+def _evaluate(run_dir: Path, path: Path) -> dict:
+    from mixdpo.data import build_preference_dataset
+    from mixdpo.evaluation import evaluate_policy
+    from mixdpo.trainer.config_io import load_config
+    from mixdpo.workflows.train import load_run_policy
+
+    policy = load_run_policy(run_dir)
+    config = load_config(run_dir / "config.yaml", [])
+    dataset, _ = build_preference_dataset(path, policy.tokenizer, config.tokenization_settings())
+    return evaluate_policy(policy, dataset, batch_size=config.per_device_eval_batch_size)
+
+
+def run_few_shot_users(settings: RegimeSettings, seed: int, work_dir: Path, log: Log) -> list[dict[str, Any]]:
+    """One seed of ``few-shot-users``: train the three methods, then for every n personalise and evaluate
+    on the new users' held-out pairs; returns one row per (method, n)."""
+    from mixdpo.tasks import write_task
+    from mixdpo.workflows.personalize import personalize_run
+
+    files = write_task(TASK, work_dir / "data", seed=seed, format="text", **settings.task_sizes)
+    new_rows = read_rows(files["new_users"])
+
+    def conditioned(rows: list[dict]) -> list[dict]:
+        return [row | {"prompt": conditioned_prompt(TASK, row)} for row in rows]
+
+    runs: dict[str, Path] = {}
+    for method in METHODS:
+        case = QualityCase(TASK, method, settings.model, seed)
+        options = training_options(case, settings.quality, groups=2)
+        method_files = dict(files)
+        if method == "cond-dpo":
+            method_files = {}
+            for split in ("train", "eval"):
+                method_files[split] = work_dir / "conditioned" / f"{split}.jsonl"
+                method_files[split].parent.mkdir(parents=True, exist_ok=True)
+                write_jsonl(conditioned(read_rows(files[split])), method_files[split])
+        log(f"  training {method}")
+        train_and_evaluate(options, method_files, work_dir / method, log=lambda line: None)
+        runs[method] = work_dir / method
+    rows: list[dict[str, Any]] = []
+    for n in settings.pairs_per_user:
+        fit, test = split_new_users(new_rows, n, settings.test_pairs_per_user)
+        paths = {}
+        for label, data in (("fit", fit), ("test", test)):
+            for method in ("plain", "cond"):
+                path = work_dir / f"n{n}" / f"{label}-{method}.jsonl"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_jsonl(conditioned(data) if method == "cond" else data, path)
+                paths[(label, method)] = path
+        for method in METHODS:
+            plain = "cond" if method == "cond-dpo" else "plain"
+            row: dict[str, Any] = {"seed": seed, "method": method, "pairs_per_user": n, "fit_pairs": len(fit),
+                                   "test_pairs": len(test), "parameters_per_user": 0, "shared_parameters": 0,
+                                   "personalize_s": 0.0}  # fmt: skip
+            if n == 0 or method == "dpo":  # nothing to learn from, or no way to use it
+                row |= _accuracy(_evaluate(runs[method], paths[("test", plain)]))
+            else:
+                train = "gate" if method == "moe-dpo" else "experts"
+                start = time.perf_counter()
+                summary = personalize_run(
+                    runs[method], paths[("fit", plain)], out_dir=work_dir / f"n{n}" / method,
+                    eval_data=paths[("test", plain)], max_steps=settings.personalize_steps, train=train,
+                    log=lambda line: None,
+                )  # fmt: skip
+                row |= _accuracy(summary["eval"])
+                users = len({r["user_id"] for r in fit})
+                row["parameters_per_user"] = summary["parameters_per_new_user"] or 0
+                row["shared_parameters"] = summary["expert_parameters_trained"]
+                row["gate_parameters"] = summary["gate_parameters_trained"]
+                row["personalize_s"] = time.perf_counter() - start
+                row["new_users"] = users
+            log(f"  n={n} {method}: accuracy {row['accuracy']:.3f}")
+            rows.append(row)
+    return rows
+
+
+def run_regimes(settings: RegimeSettings, out_dir: Path, *, command: str = "", log: Log = print) -> dict:
+    """Run every seed of the regimes (resumable per seed); write ``out_dir/regimes.json``."""
+    import shutil
+
+    from mixdpo.bench.sections import hardware
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "regimes.json"
+    document: dict[str, Any] = {}
+    if path.is_file():
+        document = json.loads(path.read_text())
+    wanted = json.loads(json.dumps(settings.to_dict()))  # as stored: tuples are lists in JSON
+    if document.get("settings") != wanted:
+        document = {"settings": wanted, "seeds": {}}
+    document |= {"command": command, "hardware": hardware(("torch", "transformers", "peft")),
+                 "hypotheses": HYPOTHESES}  # fmt: skip
+    for seed in settings.seeds:
+        if str(seed) in document["seeds"]:
+            log(f"seed {seed}: measured before, kept")
+            continue
+        log(f"few-shot-users, seed {seed}")
+        work_dir = out_dir / "runs" / f"s{seed}"
+        start = time.perf_counter()
+        rows = run_few_shot_users(settings, seed, work_dir, log)
+        document["seeds"][str(seed)] = {"rows": rows, "wall_s": time.perf_counter() - start}
+        shutil.rmtree(work_dir, ignore_errors=True)
+        path.write_text(json.dumps(document, indent=2))
+    shutil.rmtree(out_dir / "runs", ignore_errors=True)
+    return document

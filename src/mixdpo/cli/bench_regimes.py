@@ -1,0 +1,78 @@
+"""``mixdpo bench regimes``: regimes where a latent mixture should beat single policies
+(:mod:`mixdpo.bench.regimes`)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from mixdpo.cli.bench_quality import invoked_command, parse_ints
+
+DESCRIPTION = """\
+Regimes where a latent mixture should have an edge, each with a stated hypothesis and the measured answer.
+
+few-shot-users: MoE-DPO (user gate), conditioned DPO (user id in the prompt) and plain DPO train on the
+training users of reviews-users; users never seen in training then bring n labelled pairs each (n = 0, 2,
+4, 8, 16). MoE-DPO refits only its gate (K numbers per user); conditioned DPO fine-tunes its policy on the
+same pairs; both are scored on the new users' held-out pairs. n = 0 is the unknown-user case.
+
+Writes OUTPUT_DIR/regimes.json, regimes.md and regimes.png, and with --update-benchmarks the regimes
+section of BENCHMARKS.md. Resumable per seed.
+
+examples:
+  mixdpo bench regimes --tier fast
+  mixdpo bench regimes --tier full --update-benchmarks
+"""
+
+
+def add_regimes_arguments(sub) -> None:
+    regimes = sub.add_parser(
+        "regimes",
+        help="regimes where a mixture should beat single policies (few-shot new users, unknown users)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    regimes.add_argument("--tier", choices=("fast", "full"), default="fast", help="case set (default fast)")
+    regimes.add_argument("--model", help="base model spec instead of the tier's")
+    regimes.add_argument("--seeds", type=parse_ints, help="these seeds instead of the tier's, e.g. 0,1,2")
+    regimes.add_argument("--output-dir", type=Path, help="default bench/regimes-TIER")
+    regimes.add_argument(
+        "--update-benchmarks",
+        nargs="?",
+        const=Path("BENCHMARKS.md"),
+        type=Path,
+        metavar="PATH",
+        help="replace the regimes section of PATH (default BENCHMARKS.md)",
+    )
+
+
+def run_regimes_command(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from mixdpo.bench.regimes import regime_tier, run_regimes
+    from mixdpo.bench.regimes_report import SECTION_BEGIN, SECTION_END, plot_few_shot, regimes_markdown
+    from mixdpo.bench.sections import replace_section
+
+    settings = regime_tier(args.tier)
+    if args.model:
+        settings = replace(settings, model=args.model)
+    if args.seeds:
+        settings = replace(settings, seeds=tuple(args.seeds))
+    out_dir = args.output_dir or Path("bench") / f"regimes-{args.tier}"
+    command = invoked_command(f"mixdpo bench regimes --tier {args.tier}")
+    document = run_regimes(settings, out_dir, command=command)
+    plot = plot_few_shot(document, out_dir / "regimes.png")
+    (out_dir / "regimes.md").write_text(regimes_markdown(document, plot.name if plot else None, args.tier))
+    if args.update_benchmarks is not None:
+        image = None
+        if plot is not None:
+            target = args.update_benchmarks.parent / "docs" / "benchmarks" / f"regimes-{args.tier}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(plot, target)
+            image = target.relative_to(args.update_benchmarks.parent).as_posix()
+        text = regimes_markdown(document, image, args.tier)
+        replace_section(args.update_benchmarks, text, SECTION_BEGIN, SECTION_END)
+    print((out_dir / "regimes.md").read_text())
+    print(f"wrote {out_dir / 'regimes.json'}, regimes.md and regimes.png")
+    return 0
