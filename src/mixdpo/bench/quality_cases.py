@@ -23,7 +23,7 @@ METHODS = ("dpo", "mix-dpo", "moe-dpo")
 BASELINE_METHODS = ("cond-dpo", "oracle-dpo", "trl-dpo")
 ALL_METHODS = METHODS + BASELINE_METHODS
 MIXTURE_METHODS = ("mix-dpo", "moe-dpo")
-TASKS = ("multi-reward", "cross-domain", "personas")
+TASKS = ("personas", "cross-domain", "multi-reward")  # the headline targets first
 # reviews-users: the word-list task of ``mixdpo bench regimes``
 MOE_GATE = {"personas": "user", "cross-domain": "prompt", "multi-reward": "prompt", "reviews-users": "user"}
 SUITES = ("main", "ablations")
