@@ -8,7 +8,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from mixdpo.cli.bench_quality import add_quality_arguments, invoked_command, run_quality
+from mixdpo.cli.bench_quality import (
+    add_quality_arguments,
+    add_update_benchmarks,
+    invoked_command,
+    run_quality,
+)
 from mixdpo.cli.bench_regimes import add_regimes_arguments, run_regimes_command
 
 NAME = "bench"
@@ -75,14 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     speed.add_argument(
         "--output-dir", type=Path, help="where speed.json / speed.md go (default bench/speed-TIER)"
     )
-    speed.add_argument(
-        "--update-benchmarks",
-        nargs="?",
-        const=Path("BENCHMARKS.md"),
-        type=Path,
-        metavar="PATH",
-        help="replace the speed section of PATH (default BENCHMARKS.md)",
-    )
+    add_update_benchmarks(speed, "speed")
     speed.add_argument("--timeout", type=float, default=1800.0, help="seconds per case before giving up")
     add_quality_arguments(sub)
     add_regimes_arguments(sub)

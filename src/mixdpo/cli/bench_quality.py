@@ -44,6 +44,18 @@ def parse_ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def add_update_benchmarks(parser: argparse.ArgumentParser, section: str) -> None:
+    """The ``--update-benchmarks [PATH]`` option every ``mixdpo bench`` command has."""
+    parser.add_argument(
+        "--update-benchmarks",
+        nargs="?",
+        const=Path("BENCHMARKS.md"),
+        type=Path,
+        metavar="PATH",
+        help=f"replace the {section} section of PATH (default BENCHMARKS.md)",
+    )
+
+
 def invoked_command(default: str) -> str:
     """The ``mixdpo bench ...`` command line this process was started with (``default`` when it was not
     started from the command line), for the reports' "Command:" line."""
@@ -76,14 +88,7 @@ def add_quality_arguments(sub) -> None:
     quality.add_argument("--generation-prompts", type=int, help="held-out prompts to generate from (0: none)")
     quality.add_argument("--output-dir", type=Path, help="default bench/quality-TIER[-ablations]")
     quality.add_argument("--keep-runs", action="store_true", help="keep each case's run directory")
-    quality.add_argument(
-        "--update-benchmarks",
-        nargs="?",
-        const=Path("BENCHMARKS.md"),
-        type=Path,
-        metavar="PATH",
-        help="replace the quality section of PATH (default BENCHMARKS.md)",
-    )
+    add_update_benchmarks(quality, "quality")
 
 
 def run_quality(args: argparse.Namespace) -> int:

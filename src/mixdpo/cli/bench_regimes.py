@@ -7,7 +7,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from mixdpo.cli.bench_quality import invoked_command, parse_ints
+from mixdpo.cli.bench_quality import add_update_benchmarks, invoked_command, parse_ints
 
 DESCRIPTION = """\
 Regimes where a latent mixture should have an edge, each with a stated hypothesis and the measured answer.
@@ -37,14 +37,7 @@ def add_regimes_arguments(sub) -> None:
     regimes.add_argument("--model", help="base model spec instead of the tier's")
     regimes.add_argument("--seeds", type=parse_ints, help="these seeds instead of the tier's, e.g. 0,1,2")
     regimes.add_argument("--output-dir", type=Path, help="default bench/regimes-TIER")
-    regimes.add_argument(
-        "--update-benchmarks",
-        nargs="?",
-        const=Path("BENCHMARKS.md"),
-        type=Path,
-        metavar="PATH",
-        help="replace the regimes section of PATH (default BENCHMARKS.md)",
-    )
+    add_update_benchmarks(regimes, "regimes")
 
 
 def run_regimes_command(args: argparse.Namespace) -> int:
