@@ -13,6 +13,10 @@ DPO train on the training users with the same budget. Then users training never 
 
 ``n = 0`` is the *unknown users at inference* case: MoE-DPO's learned fallback (the population prior),
 conditioned DPO given ids it has never seen.
+
+``many-users`` (``reviews-users`` with hundreds of users and 4 training pairs each, one epoch): MoE-DPO
+pools every user's pairs into two shared experts and learns K numbers per user, conditioned DPO must learn
+each id's preference from that id's 4 pairs; scored on held-out pairs of the same users.
 """
 
 from __future__ import annotations
@@ -40,6 +44,11 @@ HYPOTHESES = {
         "same pairs, with far fewer parameters per user; with no pairs at all (unknown users), the "
         "mixture's fallback is no worse than conditioned DPO given an unseen id."
     ),
+    "many-users": (
+        "Hundreds of users with 4 training pairs each: MoE-DPO, which pools all users' pairs into shared "
+        "experts and only learns which expert each user follows, reaches higher held-out accuracy on those "
+        "users than conditioned DPO, which has to tie each user id to a preference from 4 pairs."
+    ),
 }
 METHODS = ("moe-dpo", "cond-dpo", "dpo")
 
@@ -55,6 +64,8 @@ class RegimeSettings:
         pairs_per_user: labelled pairs per new user to personalise from (0 = none: unknown users).
         test_pairs_per_user: held-out pairs per new user, the same for every n.
         personalize_steps: steps of gate refitting / expert fine-tuning, the same for both.
+        many_users_sizes, many_users_steps: ``reviews-users`` sizes and training steps of ``many-users``
+            (one epoch of its training pairs).
     """
 
     model: str
@@ -64,6 +75,8 @@ class RegimeSettings:
     pairs_per_user: tuple[int, ...] = (0, 2, 4, 8, 16)
     test_pairs_per_user: int = 8
     personalize_steps: int = 20
+    many_users_sizes: dict[str, int] = field(default_factory=dict)
+    many_users_steps: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,9 +90,14 @@ def regime_tier(name: str) -> RegimeSettings:
         quality = QualitySettings(max_steps=8, batch=4, generation_prompts=0)
         fast_sizes = {"train_pairs": 60, "eval_pairs": 30, "fans": 4, "critics": 2, "new_fans": 2,
                       "new_critics": 1, "new_user_pairs": 36}  # fmt: skip
-        return RegimeSettings("random:llama-tiny", (0,), quality, fast_sizes, (0, 2, 4), 4, 3)
+        many = {"train_pairs": 120, "eval_pairs": 30, "fans": 20, "critics": 10, "new_user_pairs": 0}
+        return RegimeSettings("random:llama-tiny", (0,), quality, fast_sizes, (0, 2, 4), 4, 3, many, 30)
     if name == "full":
-        return RegimeSettings("builtin:smollm2-135m", (0, 1, 2), QualitySettings(generation_prompts=0), sizes)
+        # 498 users (332 fans, 166 critics), 4 training pairs and 1 held-out pair each; 249 steps = 1 epoch
+        many = {"train_pairs": 1992, "eval_pairs": 498, "fans": 332, "critics": 166, "new_user_pairs": 0}
+        quality = QualitySettings(generation_prompts=0)
+        return RegimeSettings("builtin:smollm2-135m", (0, 1, 2), quality, sizes, many_users_sizes=many,
+                              many_users_steps=249)  # fmt: skip
     raise ConfigError("tier", f"got {name!r}; choose fast or full")
 
 
@@ -96,6 +114,20 @@ def split_new_users(rows: list[dict], n: int, test: int) -> tuple[list[dict], li
     fit = [row for own in by_user.values() for row in own[:n]]
     held_out = [row for own in by_user.values() for row in own[len(own) - test :]]
     return fit, held_out
+
+
+def _conditioned(rows: list[dict]) -> list[dict]:
+    """Rows whose prompts carry the user id (conditioned DPO's input)."""
+    return [row | {"prompt": conditioned_prompt(TASK, row)} for row in rows]
+
+
+def _conditioned_splits(files: dict[str, Path], out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for split in ("train", "eval"):
+        written[split] = out_dir / f"{split}.jsonl"
+        write_jsonl(_conditioned(read_rows(files[split])), written[split])
+    return written
 
 
 def _accuracy(evaluation: dict) -> dict[str, Any]:
@@ -123,20 +155,11 @@ def run_few_shot_users(settings: RegimeSettings, seed: int, work_dir: Path, log:
     files = write_task(TASK, work_dir / "data", seed=seed, format="text", **settings.task_sizes)
     new_rows = read_rows(files["new_users"])
 
-    def conditioned(rows: list[dict]) -> list[dict]:
-        return [row | {"prompt": conditioned_prompt(TASK, row)} for row in rows]
-
     runs: dict[str, Path] = {}
     for method in METHODS:
         case = QualityCase(TASK, method, settings.model, seed)
         options = training_options(case, settings.quality, groups=2)
-        method_files = dict(files)
-        if method == "cond-dpo":
-            method_files = {}
-            for split in ("train", "eval"):
-                method_files[split] = work_dir / "conditioned" / f"{split}.jsonl"
-                method_files[split].parent.mkdir(parents=True, exist_ok=True)
-                write_jsonl(conditioned(read_rows(files[split])), method_files[split])
+        method_files = _conditioned_splits(files, work_dir / "conditioned") if method == "cond-dpo" else files
         log(f"  training {method}")
         train_and_evaluate(options, method_files, work_dir / method, log=lambda line: None)
         runs[method] = work_dir / method
@@ -148,7 +171,7 @@ def run_few_shot_users(settings: RegimeSettings, seed: int, work_dir: Path, log:
             for method in ("plain", "cond"):
                 path = work_dir / f"n{n}" / f"{label}-{method}.jsonl"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                write_jsonl(conditioned(data) if method == "cond" else data, path)
+                write_jsonl(_conditioned(data) if method == "cond" else data, path)
                 paths[(label, method)] = path
         for method in METHODS:
             plain = "cond" if method == "cond-dpo" else "plain"
@@ -177,6 +200,31 @@ def run_few_shot_users(settings: RegimeSettings, seed: int, work_dir: Path, log:
     return rows
 
 
+def run_many_users(settings: RegimeSettings, seed: int, work_dir: Path, log: Log) -> list[dict[str, Any]]:
+    """One seed of ``many-users``: each method trains one epoch on many users' few pairs and is scored on
+    held-out pairs of the same users; returns one row per method."""
+    from dataclasses import replace
+
+    from mixdpo.tasks import write_task
+
+    files = write_task(TASK, work_dir / "data", seed=seed, format="text", **settings.many_users_sizes)
+    train_rows = read_rows(files["train"])
+    users = len({r["user_id"] for r in train_rows})
+    quality = replace(settings.quality, max_steps=settings.many_users_steps)
+    rows = []
+    for method in METHODS:
+        options = training_options(QualityCase(TASK, method, settings.model, seed), quality, groups=2)
+        method_files = _conditioned_splits(files, work_dir / "conditioned") if method == "cond-dpo" else files
+        log(f"  training {method} on {users} users")
+        start = time.perf_counter()
+        evaluation, _, _ = train_and_evaluate(options, method_files, work_dir / method, log=lambda line: None)
+        rows.append({"seed": seed, "method": method, "users": users, "train_pairs": len(train_rows),
+                     "pairs_per_user": len(train_rows) / users, "steps": quality.max_steps,
+                     "train_s": time.perf_counter() - start, **_accuracy(evaluation)})  # fmt: skip
+        log(f"  many-users {method}: accuracy {rows[-1]['accuracy']:.3f}")
+    return rows
+
+
 def run_regimes(settings: RegimeSettings, out_dir: Path, *, command: str = "", log: Log = print) -> dict:
     """Run every seed of the regimes (resumable per seed); write ``out_dir/regimes.json``."""
     import shutil
@@ -200,8 +248,14 @@ def run_regimes(settings: RegimeSettings, out_dir: Path, *, command: str = "", l
         log(f"few-shot-users, seed {seed}")
         work_dir = out_dir / "runs" / f"s{seed}"
         start = time.perf_counter()
-        rows = run_few_shot_users(settings, seed, work_dir, log)
-        document["seeds"][str(seed)] = {"rows": rows, "wall_s": time.perf_counter() - start}
+        rows = run_few_shot_users(settings, seed, work_dir / "few-shot", log)
+        log(f"many-users, seed {seed}")
+        many = run_many_users(settings, seed, work_dir / "many-users", log)
+        document["seeds"][str(seed)] = {
+            "rows": rows,
+            "many_users": many,
+            "wall_s": time.perf_counter() - start,
+        }
         shutil.rmtree(work_dir, ignore_errors=True)
         path.write_text(json.dumps(document, indent=2))
     shutil.rmtree(out_dir / "runs", ignore_errors=True)

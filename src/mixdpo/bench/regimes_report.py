@@ -64,6 +64,33 @@ def few_shot_table(document: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def many_users_table(document: dict[str, Any]) -> str:
+    """One row per method: held-out accuracy on many users' pairs, with MoE-DPO's verdict."""
+    by_method: dict[str, list[dict]] = defaultdict(list)
+    for seed in document["seeds"].values():
+        for row in seed.get("many_users", []):
+            by_method[row["method"]].append(row)
+    if not by_method:
+        return ""
+    lines = ["| method | users | training pairs per user | held-out accuracy % | worst group % | training s "
+             "| MoE-DPO vs this |", "|---|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+    moe = by_method.get("moe-dpo", [])
+    for method in METHODS:
+        runs = by_method.get(method, [])
+        if not runs:
+            continue
+        verdict = "—"
+        if method != "moe-dpo" and moe:
+            outcome, delta = compare([r["accuracy"] for r in moe], [r["accuracy"] for r in runs])
+            verdict = outcome if delta is None else f"MoE-DPO {outcome} ({delta:+.1f} points)"
+        cells = [method, runs[0]["users"], f"{runs[0]['pairs_per_user']:.1f}",
+                 fmt_pair(mean_spread([r["accuracy"] for r in runs])),
+                 fmt_pair(mean_spread([_worst(r) for r in runs])),
+                 f"{mean_spread([r['train_s'] for r in runs])[0]:.0f}", verdict]  # fmt: skip
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_few_shot(document: dict[str, Any], path: Path) -> Path | None:
     """Held-out accuracy of the new users against pairs per new user, one line per method."""
     import matplotlib
@@ -109,5 +136,10 @@ def regimes_markdown(document: dict[str, Any], image: str | None, tier: str) -> 
         f"new user's first n pairs are used for {s['personalize_steps']} personalisation steps and their "
         f"last {s['test_pairs_per_user']} pairs are the held-out test (the same for every n). Mean ± sample "
         f"standard deviation over seeds; a difference within the larger spread (2 points with one seed) "
-        f"is a tie.\n\n{few_shot_table(document)}\n" + (f"![few-shot new users]({image})\n" if image else "")
+        f"is a tie.\n\n{few_shot_table(document)}\n"
+        + (f"![few-shot new users]({image})\n\n" if image else "")
+        + f"### Many users, few pairs each\n\n**Hypothesis.** {document['hypotheses']['many-users']}\n\n"
+        f"Task `reviews-users` with sizes {s['many_users_sizes']}, {s['many_users_steps']} training steps "
+        f"(one epoch) per method, otherwise as above; held-out pairs of the same users.\n\n"
+        f"{many_users_table(document)}"
     )
