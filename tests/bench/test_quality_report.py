@@ -229,7 +229,7 @@ def test_conditioned_prompts_and_exact_eval_batches():
     assert exact_batch_size(17) == 1
     assert exact_batch_size(0) == 1
     baselines = {c.method for c in tier("fast").cases} - set(METHODS)
-    assert baselines == {"cond-dpo", "oracle-dpo", "trl-dpo"}
+    assert baselines == {"cond-dpo", "oracle-dpo", "trl-dpo", "wide-dpo"}
 
 
 def test_baseline_verdicts_say_who_wins_by_how_much():

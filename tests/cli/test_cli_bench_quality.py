@@ -17,8 +17,8 @@ def test_bench_quality_fast_tier_runs_and_writes_its_report(tmp_path):
     assert result.returncode == 0, result.stderr
     document = json.loads((out / "quality.json").read_text())
     rows = document["rows"]
-    # 3 tasks x (DPO, Mix-DPO, MoE-DPO, oracle per-group DPO, TRL DPO) + conditioned DPO on 2 tasks
-    assert len(rows) == 17
+    # 3 tasks x (DPO, Mix-DPO, MoE-DPO, oracle per-group DPO, TRL DPO, rank-K*r DPO) + conditioned DPO on 2
+    assert len(rows) == 20
     for row in rows:
         assert row.get("error") is None
         assert row["pairs"]["train"]["left_out"] == 0  # max_length fits every pair of the tasks
@@ -31,6 +31,8 @@ def test_bench_quality_fast_tier_runs_and_writes_its_report(tmp_path):
         assert sources == {"reference", "mixture", *(f"expert:{i}" for i in range(k))}
         if method == "oracle-dpo":  # each group's policy is evaluated on its own group's pairs
             assert set(row["eval"]["per_group_accuracy"]) == set(row["eval"]["group_to_expert"])
+    wide = next(r for r in rows if r["case"]["task"] == "personas" and r["case"]["method"] == "wide-dpo")
+    assert wide["lora_r"] == 2 * 8  # as many adapter parameters as K = 2 experts of rank 8
     methods = {(r["case"]["task"], r["case"]["method"]) for r in rows}
     assert ("multi-reward", "cond-dpo") not in methods  # no observable condition on multi-reward
     assert {("personas", "cond-dpo"), ("cross-domain", "trl-dpo")} <= methods
@@ -57,9 +59,9 @@ def test_bench_quality_fast_tier_runs_and_writes_its_report(tmp_path):
 
     again = run_cli("bench", "quality", "--tier", "fast", "--output-dir", str(out), "--tasks", "personas")
     assert again.returncode == 0, again.stderr
-    assert again.stderr.count("measured before, kept") == 6
+    assert again.stderr.count("measured before, kept") == 7
     # the other tasks' rows, measured by the first run, stay in the report
-    assert len(json.loads((out / "quality.json").read_text())["rows"]) == 17
+    assert len(json.loads((out / "quality.json").read_text())["rows"]) == 20
     assert "Commands, run one after another" in (out / "quality.md").read_text()
 
 

@@ -50,7 +50,8 @@ def training_options(case: QualityCase, settings: QualitySettings, groups: int) 
         "num_experts": groups if case.method in MIXTURE_METHODS else 1,
         "gate": gate,
         "backend": "lora",
-        "lora_r": settings.lora_r,
+        # wide-dpo: one adapter of rank K*r, as many trainable parameters as the mixtures' K adapters
+        "lora_r": settings.lora_r * (groups if case.method == "wide-dpo" else 1),
         # SmolLM2: adapters on the top 4 blocks keep a step cheap (as the demo does); tiny models: all
         "lora_top_layers": None if random_model else 4,
         "beta": settings.beta,
@@ -178,7 +179,7 @@ def run_quality_case(
     files = write_task(case.task, work_dir / "data", seed=case.seed, format="text", **sizes)
     groups = json.loads(files["meta"].read_text())["groups"]
     options = training_options(case, settings, len(groups))
-    if case.method in BASELINE_METHODS:
+    if case.method in BASELINE_METHODS and case.method != "wide-dpo":  # wide-dpo is plain DPO, wider
         row = quality_baselines.run_baseline(case, settings, options, files, work_dir, log)
     else:
         evaluation, pairs, policy_dir = train_and_evaluate(options, files, work_dir / "run", log)
@@ -187,6 +188,7 @@ def run_quality_case(
             "num_experts": options["num_experts"],
             "gate": options["gate"],
             "backend": options["backend"],
+            "lora_r": options.get("lora_r"),
             "learning_rate": options["learning_rate"],
             "pairs": pairs,
             "eval": {key: evaluation.get(key) for key in EVAL_KEYS},

@@ -10,6 +10,9 @@ the mixtures (every one is a single policy per model, K = 1):
   prompt's own group's policy.
 - ``trl-dpo``: TRL's ``DPOTrainer`` with the same LoRA adapters (rank, alpha, layers) and the same
   pairs, steps, batch, learning rate and beta: plain DPO by the reference implementation.
+- ``wide-dpo`` (run by :func:`mixdpo.bench.quality.run_quality_case` as plain DPO): one LoRA adapter of
+  rank K·r, the same trainable parameter count as the mixture's K adapters of rank r, so that "more
+  parameters" does not explain a mixture's edge.
 """
 
 from __future__ import annotations

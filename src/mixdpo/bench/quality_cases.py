@@ -20,7 +20,7 @@ from mixdpo.errors import ConfigError
 
 METHODS = ("dpo", "mix-dpo", "moe-dpo")
 # single-policy baselines (mixdpo.bench.quality_baselines); cond-dpo needs an observable condition
-BASELINE_METHODS = ("cond-dpo", "oracle-dpo", "trl-dpo")
+BASELINE_METHODS = ("cond-dpo", "oracle-dpo", "trl-dpo", "wide-dpo")
 ALL_METHODS = METHODS + BASELINE_METHODS
 MIXTURE_METHODS = ("mix-dpo", "moe-dpo")
 TASKS = ("personas", "cross-domain", "multi-reward")  # the headline targets first

@@ -96,7 +96,7 @@ def generation_table(rows: list[dict]) -> str:
 
 # the mixture each task is built for, compared with every single-policy method
 MIXTURE_FOR_TASK = {"personas": "moe-dpo", "cross-domain": "moe-dpo", "multi-reward": "mix-dpo"}
-COMPARED = ("dpo", "trl-dpo", "cond-dpo", "oracle-dpo")
+COMPARED = ("dpo", "trl-dpo", "wide-dpo", "cond-dpo", "oracle-dpo")
 TIE_POINTS = 2.0  # with one seed (no spread), differences within 2 points are ties
 
 

@@ -35,7 +35,8 @@ Log = Callable[[str], None]
 BASELINES_NOTE = (
     "Baselines, all single policies with the same LoRA adapters, steps, batch and beta: `dpo` (mixdpo, "
     "K = 1), `trl-dpo` (TRL's DPOTrainer), `cond-dpo` (DPO with the user id or the domain written in front "
-    "of the prompt as `[user: ID] ...` / `[domain: movie] ...`), `oracle-dpo` (one DPO policy per hidden "
+    "of the prompt as `[user: ID] ...` / `[domain: movie] ...`), `wide-dpo` (one adapter of rank K·r: as "
+    "many trainable parameters as the mixture's K adapters), `oracle-dpo` (one DPO policy per hidden "
     "group trained on that group's pairs only, each with the full budget: the upper bound a mixture "
     "approaches without labels). A difference within the larger spread over seeds (or 2 points with one "
     "seed) is a tie."
