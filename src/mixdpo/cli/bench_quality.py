@@ -1,4 +1,5 @@
-"""``mixdpo bench quality``: DPO vs Mix-DPO vs MoE-DPO on the sampled tasks (:mod:`mixdpo.bench.quality`)."""
+"""``mixdpo bench quality``: Mix-DPO and MoE-DPO against baselines on the sampled tasks, and ablations
+(:mod:`mixdpo.bench.quality`)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ import sys
 from pathlib import Path
 
 DESCRIPTION = """\
-Train plain DPO (K = 1), Mix-DPO (K experts, global weights) and MoE-DPO (K experts, the task's gate) with
-the same LoRA experts, data, steps and seeds on the tasks built from sampled, scored completions
-(multi-reward, cross-domain, personas); evaluate each on held-out pairs (mixture and per-group accuracy,
-ARI, routing accuracy) and on text generated from held-out prompts (reward gain over the reference model,
-per expert and for the mixture). Writes OUTPUT_DIR/quality.json, quality.md and quality.png, and with
---update-benchmarks the quality section of BENCHMARKS.md. Interrupted runs resume: cases already in
-quality.json with the same settings are kept, and so are cases of earlier runs into the same directory
-(run a tier model by model, or seed by seed, and the report covers them all).
+Train Mix-DPO (K experts, global weights) and MoE-DPO (K experts, the task's gate) and single-policy
+baselines with the same LoRA adapters, data, steps and seeds on the tasks built from sampled, scored
+completions (personas, cross-domain, multi-reward). Baselines: plain DPO (K = 1), TRL's DPOTrainer,
+conditioned DPO (user id / domain written into the prompt), wide DPO (one adapter of rank K*r) and oracle
+per-group DPO (one policy per hidden group, trained with the labels). Each is evaluated on held-out pairs
+(mixture and per-group accuracy, ARI, routing accuracy) and on text generated from held-out prompts
+(reward gain over the reference model, per expert and for the mixture). Writes OUTPUT_DIR/quality.json,
+quality.md and quality.png, and with --update-benchmarks the quality section of BENCHMARKS.md.
+Interrupted runs resume: cases already in quality.json with the same settings are kept, and so are cases
+of earlier runs into the same directory (run a tier model by model, or seed by seed, and the report
+covers them all).
 
 --suite ablations trains MoE-DPO on personas with one thing changed per case: K = 1, 2, 4, 8; soft, hard
 or Gumbel E-step; lora, heads or independent experts; symmetry breaking off. It runs on the tier's
@@ -67,7 +71,7 @@ def invoked_command(default: str) -> str:
 def add_quality_arguments(sub) -> None:
     quality = sub.add_parser(
         "quality",
-        help="held-out and generation quality of DPO, Mix-DPO and MoE-DPO on the sampled tasks",
+        help="held-out and generation quality of Mix-DPO and MoE-DPO against baselines, and ablations",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
