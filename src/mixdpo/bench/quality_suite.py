@@ -203,7 +203,8 @@ def report_markdown(document: dict[str, Any], image: str | None = None) -> str:
     left_out = sum(v["left_out"] for r in rows if not r.get("error") for v in (r.get("pairs") or {}).values())
     read = sum(v["read"] for r in rows if not r.get("error") for v in (r.get("pairs") or {}).values())
     return (
-        f"## Quality: Mix-DPO and MoE-DPO against baselines on the sampled tasks ({document['tier']} tier)\n\n"
+        f"## Quality: Mix-DPO and MoE-DPO against baselines on the sampled tasks "
+        f"({document['tier']} tier)\n\n"
         f"{commands} ({document['date']}, "
         f"wall time {document['wall_s'] / 60:.1f} min summed over the cases)\n\n"
         f"Hardware and versions: {document['hardware']}.\n\n"
