@@ -52,13 +52,16 @@ def test_bench_regimes_fast_tier(tmp_path):
         else:  # nothing personalised
             assert row["personalize_s"] == 0.0
     many = document["seeds"]["0"]["many_users"]
-    assert [r["method"] for r in many] == ["moe-dpo", "cond-dpo", "dpo"]
-    for row in many:
-        assert (row["users"], row["pairs_per_user"], row["steps"]) == (30, 4.0, 30)  # 4 pairs each, 1 epoch
+    assert [(r["users"], r["method"]) for r in many] == [
+        (users, method) for users in (6, 30) for method in ("moe-dpo", "cond-dpo", "dpo")
+    ]
+    for row in many:  # the same 120 training pairs over 6 or 30 users, one epoch each
+        assert (row["train_pairs"], row["steps"]) == (120, 30)
+        assert row["pairs_per_user"] == 120 / row["users"]
         assert 0.0 <= row["accuracy"] <= 1.0
     text = bench_md.read_text()
     assert "### Many users, few pairs each" in text
-    assert "| cond-dpo | 30 | 4.0 |" in text
+    assert "| 30 | 4.0 | cond-dpo |" in text
     assert "kept" in text
     assert "### Few-shot new users" in text
     assert "**Hypothesis.**" in text

@@ -66,6 +66,8 @@ class RegimeSettings:
         personalize_steps: steps of gate refitting / expert fine-tuning, the same for both.
         many_users_sizes, many_users_steps: ``reviews-users`` sizes and training steps of ``many-users``
             (one epoch of its training pairs).
+        many_users_groups: (fans, critics) per ``many-users`` configuration: the same pairs spread over
+            more and more users, so fewer pairs per user.
     """
 
     model: str
@@ -77,6 +79,7 @@ class RegimeSettings:
     personalize_steps: int = 20
     many_users_sizes: dict[str, int] = field(default_factory=dict)
     many_users_steps: int = 0
+    many_users_groups: tuple[tuple[int, int], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,14 +93,16 @@ def regime_tier(name: str) -> RegimeSettings:
         quality = QualitySettings(max_steps=8, batch=4, generation_prompts=0)
         fast_sizes = {"train_pairs": 60, "eval_pairs": 30, "fans": 4, "critics": 2, "new_fans": 2,
                       "new_critics": 1, "new_user_pairs": 36}  # fmt: skip
-        many = {"train_pairs": 120, "eval_pairs": 30, "fans": 20, "critics": 10, "new_user_pairs": 0}
-        return RegimeSettings("random:llama-tiny", (0,), quality, fast_sizes, (0, 2, 4), 4, 3, many, 30)
+        many = {"train_pairs": 120, "eval_pairs": 30, "new_user_pairs": 0}
+        return RegimeSettings("random:llama-tiny", (0,), quality, fast_sizes, (0, 2, 4), 4, 3, many, 30,
+                              ((4, 2), (20, 10)))  # fmt: skip
     if name == "full":
-        # 498 users (332 fans, 166 critics), 4 training pairs and 1 held-out pair each; 249 steps = 1 epoch
-        many = {"train_pairs": 1992, "eval_pairs": 498, "fans": 332, "critics": 166, "new_user_pairs": 0}
+        # 960 training pairs over 24, 96 or 240 users (40, 10 or 4 pairs each); 120 steps = 1 epoch
+        many = {"train_pairs": 960, "eval_pairs": 240, "new_user_pairs": 0}
         quality = QualitySettings(generation_prompts=0)
+        groups = ((16, 8), (64, 32), (160, 80))
         return RegimeSettings("builtin:smollm2-135m", (0, 1, 2), quality, sizes, many_users_sizes=many,
-                              many_users_steps=249)  # fmt: skip
+                              many_users_steps=120, many_users_groups=groups)  # fmt: skip
     raise ConfigError("tier", f"got {name!r}; choose fast or full")
 
 
@@ -207,21 +212,24 @@ def run_many_users(settings: RegimeSettings, seed: int, work_dir: Path, log: Log
 
     from mixdpo.tasks import write_task
 
-    files = write_task(TASK, work_dir / "data", seed=seed, format="text", **settings.many_users_sizes)
-    train_rows = read_rows(files["train"])
-    users = len({r["user_id"] for r in train_rows})
     quality = replace(settings.quality, max_steps=settings.many_users_steps)
     rows = []
-    for method in METHODS:
-        options = training_options(QualityCase(TASK, method, settings.model, seed), quality, groups=2)
-        method_files = _conditioned_splits(files, work_dir / "conditioned") if method == "cond-dpo" else files
-        log(f"  training {method} on {users} users")
-        start = time.perf_counter()
-        evaluation, _, _ = train_and_evaluate(options, method_files, work_dir / method, log=lambda line: None)
-        rows.append({"seed": seed, "method": method, "users": users, "train_pairs": len(train_rows),
-                     "pairs_per_user": len(train_rows) / users, "steps": quality.max_steps,
-                     "train_s": time.perf_counter() - start, **_accuracy(evaluation)})  # fmt: skip
-        log(f"  many-users {method}: accuracy {rows[-1]['accuracy']:.3f}")
+    for fans, critics in settings.many_users_groups:
+        here = work_dir / f"u{fans + critics}"
+        sizes = settings.many_users_sizes | {"fans": fans, "critics": critics}
+        files = write_task(TASK, here / "data", seed=seed, format="text", **sizes)
+        train_rows = read_rows(files["train"])
+        users = len({r["user_id"] for r in train_rows})
+        for method in METHODS:
+            options = training_options(QualityCase(TASK, method, settings.model, seed), quality, groups=2)
+            method_files = _conditioned_splits(files, here / "conditioned") if method == "cond-dpo" else files
+            log(f"  training {method} on {users} users")
+            start = time.perf_counter()
+            evaluation, _, _ = train_and_evaluate(options, method_files, here / method, log=lambda line: None)
+            rows.append({"seed": seed, "method": method, "users": users, "train_pairs": len(train_rows),
+                         "pairs_per_user": len(train_rows) / users, "steps": quality.max_steps,
+                         "train_s": time.perf_counter() - start, **_accuracy(evaluation)})  # fmt: skip
+            log(f"  many-users, {users} users, {method}: accuracy {rows[-1]['accuracy']:.3f}")
     return rows
 
 

@@ -64,56 +64,68 @@ def few_shot_table(document: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def many_users_table(document: dict[str, Any]) -> str:
-    """One row per method: held-out accuracy on many users' pairs, with MoE-DPO's verdict."""
-    by_method: dict[str, list[dict]] = defaultdict(list)
+def _many_users(document: dict[str, Any]) -> dict[tuple[int, str], list[dict]]:
+    out: dict[tuple[int, str], list[dict]] = defaultdict(list)
     for seed in document["seeds"].values():
         for row in seed.get("many_users", []):
-            by_method[row["method"]].append(row)
-    if not by_method:
-        return ""
-    lines = ["| method | users | training pairs per user | held-out accuracy % | worst group % | training s "
-             "| MoE-DPO vs this |", "|---|---:|---:|---:|---:|---:|---|"]  # fmt: skip
-    moe = by_method.get("moe-dpo", [])
-    for method in METHODS:
-        runs = by_method.get(method, [])
-        if not runs:
-            continue
-        verdict = "—"
-        if method != "moe-dpo" and moe:
-            outcome, delta = compare([r["accuracy"] for r in moe], [r["accuracy"] for r in runs])
-            verdict = outcome if delta is None else f"MoE-DPO {outcome} ({delta:+.1f} points)"
-        cells = [method, runs[0]["users"], f"{runs[0]['pairs_per_user']:.1f}",
-                 fmt_pair(mean_spread([r["accuracy"] for r in runs])),
-                 fmt_pair(mean_spread([_worst(r) for r in runs])),
-                 f"{mean_spread([r['train_s'] for r in runs])[0]:.0f}", verdict]  # fmt: skip
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+            out[(row["users"], row["method"])].append(row)
+    return out
+
+
+def many_users_table(document: dict[str, Any]) -> str:
+    """One row per (number of users, method): held-out accuracy on those users' pairs, MoE-DPO's verdict."""
+    groups = _many_users(document)
+    lines = ["| users | training pairs per user | method | held-out accuracy % | worst group % | training s "
+             "| MoE-DPO vs this |", "|---:|---:|---|---:|---:|---:|---|"]  # fmt: skip
+    for users in sorted({u for u, _ in groups}):
+        moe = groups.get((users, "moe-dpo"), [])
+        for method in METHODS:
+            runs = groups.get((users, method), [])
+            if not runs:
+                continue
+            verdict = "—"
+            if method != "moe-dpo" and moe:
+                outcome, delta = compare([r["accuracy"] for r in moe], [r["accuracy"] for r in runs])
+                verdict = outcome if delta is None else f"MoE-DPO {outcome} ({delta:+.1f} points)"
+            cells = [users, f"{runs[0]['pairs_per_user']:.1f}", method,
+                     fmt_pair(mean_spread([r["accuracy"] for r in runs])),
+                     fmt_pair(mean_spread([_worst(r) for r in runs])),
+                     f"{mean_spread([r['train_s'] for r in runs])[0]:.0f}", verdict]  # fmt: skip
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def plot_few_shot(document: dict[str, Any], path: Path) -> Path | None:
-    """Held-out accuracy of the new users against pairs per new user, one line per method."""
+def _plot_lines(ax, groups: dict[tuple[int, str], list[dict]], xlabel: str) -> None:
+    for method in METHODS:
+        xs = sorted(x for x, m in groups if m == method)
+        if not xs:
+            continue
+        stats = [mean_spread([r["accuracy"] for r in groups[(x, method)]]) for x in xs]
+        ax.errorbar(xs, [m or 0.0 for m, _ in stats], yerr=[s or 0.0 for _, s in stats], marker="o",
+                    capsize=3, label=method)  # fmt: skip
+    ax.set_xlabel(xlabel)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=7)
+
+
+def plot_regimes(document: dict[str, Any], path: Path) -> Path | None:
+    """Two panels: held-out accuracy of new users against their labelled pairs (few-shot), and of many
+    users against their number (the same training pairs spread over more users)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = _by_n_method(document)
-    if not groups:
+    few, many = _by_n_method(document), _many_users(document)
+    if not few and not many:
         return None
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    for method in METHODS:
-        ns = sorted(n for n, m in groups if m == method)
-        if not ns:
-            continue
-        stats = [mean_spread([r["accuracy"] for r in groups[(n, method)]]) for n in ns]
-        ax.errorbar(ns, [m or 0.0 for m, _ in stats], yerr=[s or 0.0 for _, s in stats], marker="o",
-                    capsize=3, label=f"{method}: {HOW[method]}")  # fmt: skip
-    ax.set_xlabel("labelled pairs per new user")
-    ax.set_ylabel("held-out accuracy of new users")
-    ax.set_ylim(0, 1.05)
-    ax.legend(fontsize=7)
-    ax.set_title("few-shot new users (reviews-users)", fontsize=9)
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.6))
+    _plot_lines(axes[0], few, "labelled pairs per new user (0: unknown users)")
+    axes[0].set_ylabel("held-out accuracy")
+    axes[0].set_title("few-shot new users: gate refit vs fine-tuning", fontsize=9)
+    _plot_lines(axes[1], many, "users sharing the same training pairs")
+    axes[1].set_xscale("log")
+    axes[1].set_title("many users, few pairs each", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -137,9 +149,10 @@ def regimes_markdown(document: dict[str, Any], image: str | None, tier: str) -> 
         f"last {s['test_pairs_per_user']} pairs are the held-out test (the same for every n). Mean ± sample "
         f"standard deviation over seeds; a difference within the larger spread (2 points with one seed) "
         f"is a tie.\n\n{few_shot_table(document)}\n"
-        + (f"![few-shot new users]({image})\n\n" if image else "")
+        + (f"![regimes]({image})\n\n" if image else "")
         + f"### Many users, few pairs each\n\n**Hypothesis.** {document['hypotheses']['many-users']}\n\n"
-        f"Task `reviews-users` with sizes {s['many_users_sizes']}, {s['many_users_steps']} training steps "
-        f"(one epoch) per method, otherwise as above; held-out pairs of the same users.\n\n"
+        f"Task `reviews-users` with sizes {s['many_users_sizes']} spread over (fans, critics) = "
+        f"{[tuple(g) for g in s['many_users_groups']]}, {s['many_users_steps']} training steps (one epoch) "
+        f"per method, otherwise as above; held-out pairs of the same users.\n\n"
         f"{many_users_table(document)}"
     )

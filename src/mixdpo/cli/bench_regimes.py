@@ -44,7 +44,7 @@ def run_regimes_command(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from mixdpo.bench.regimes import regime_tier, run_regimes
-    from mixdpo.bench.regimes_report import SECTION_BEGIN, SECTION_END, plot_few_shot, regimes_markdown
+    from mixdpo.bench.regimes_report import SECTION_BEGIN, SECTION_END, plot_regimes, regimes_markdown
     from mixdpo.bench.sections import replace_section
 
     settings = regime_tier(args.tier)
@@ -55,7 +55,7 @@ def run_regimes_command(args: argparse.Namespace) -> int:
     out_dir = args.output_dir or Path("bench") / f"regimes-{args.tier}"
     command = invoked_command(f"mixdpo bench regimes --tier {args.tier}")
     document = run_regimes(settings, out_dir, command=command)
-    plot = plot_few_shot(document, out_dir / "regimes.png")
+    plot = plot_regimes(document, out_dir / "regimes.png")
     (out_dir / "regimes.md").write_text(regimes_markdown(document, plot.name if plot else None, args.tier))
     if args.update_benchmarks is not None:
         image = None
