@@ -56,6 +56,8 @@ def test_bench_quality_fast_tier_runs_and_writes_its_report(tmp_path):
     assert "other sections stay" in text
     assert "mixdpo bench quality --tier fast" in text
     assert (tmp_path / "docs" / "benchmarks" / "quality-fast.png").is_file()
+    assert (tmp_path / "docs" / "benchmarks" / "quality-fast.json").is_file()
+    assert "every row: `docs/benchmarks/quality-fast.json`" in text
 
     again = run_cli("bench", "quality", "--tier", "fast", "--output-dir", str(out), "--tasks", "personas")
     assert again.returncode == 0, again.stderr

@@ -67,6 +67,8 @@ def test_bench_regimes_fast_tier(tmp_path):
     assert "**Hypothesis.**" in text
     assert "| 2 | cond-dpo | fine-tune the policy (user id in the prompt) |" in text
     assert (tmp_path / "docs" / "benchmarks" / "regimes-fast.png").is_file()
+    assert json.loads((tmp_path / "docs" / "benchmarks" / "regimes-fast.json").read_text()) == document
+    assert "every row: `docs/benchmarks/regimes-fast.json`" in text
     assert not (out / "runs").exists()
 
     again = run_cli("bench", "regimes", "--tier", "fast", "--output-dir", str(out))

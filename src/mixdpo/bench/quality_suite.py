@@ -26,7 +26,7 @@ from mixdpo.bench.quality_report import (
     plot_accuracy,
     targets_table,
 )
-from mixdpo.bench.sections import hardware, replace_section
+from mixdpo.bench.sections import hardware, publish, replace_section
 from mixdpo.errors import TrainingInterrupted
 
 Log = Callable[[str], None]
@@ -137,13 +137,9 @@ def run_quality_suite(
     _save(document, out_dir / "quality.json")
     (out_dir / "quality.md").write_text(report_markdown(document, plot.name if plot else None))
     if benchmarks_md is not None:
-        image = None
-        if plot is not None:
-            suffix = "-ablations" if ablations else ""
-            image = benchmarks_md.parent / "docs" / "benchmarks" / f"quality-{tier_name}{suffix}.png"
-            image.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(plot, image)
-            image = image.relative_to(benchmarks_md.parent).as_posix()
+        stem = f"quality-{tier_name}" + ("-ablations" if ablations else "")
+        image, data = publish([plot, out_dir / "quality.json"], benchmarks_md, stem)
+        document["published_json"] = data
         begin, end = (
             (quality_ablations.SECTION_BEGIN, quality_ablations.SECTION_END) if ablations
             else (SECTION_BEGIN, SECTION_END)
@@ -198,6 +194,8 @@ def report_markdown(document: dict[str, Any], image: str | None = None) -> str:
     failed = [r for r in rows if r.get("error")]
     failures = "".join(f"- {r['case']}: {r['error']}\n" for r in failed)
     failures = f"\n### Failed cases\n\n{failures}" if failures else ""
+    if document.get("published_json"):
+        commands += f" (every row: `{document['published_json']}`)"
     if document.get("suite") == "ablations":
         return quality_ablations.ablations_markdown(document, commands, image) + failures
     left_out = sum(v["left_out"] for r in rows if not r.get("error") for v in (r.get("pairs") or {}).values())

@@ -133,14 +133,16 @@ def plot_regimes(document: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
-def regimes_markdown(document: dict[str, Any], image: str | None, tier: str) -> str:
+def regimes_markdown(document: dict[str, Any], image: str | None, tier: str, data: str | None = None) -> str:
+    """The regimes report; ``image`` and ``data`` are the plot's and the JSON's paths to link."""
     s = document["settings"]
     wall = sum(seed["wall_s"] for seed in document["seeds"].values())
     q = s["quality"]
     return (
         f"## Regimes where a mixture should win ({tier} tier)\n\n"
         f"Command: `{document['command']}` (wall time {wall / 60:.1f} min over {len(document['seeds'])} "
-        f"seed(s))\n\nHardware and versions: {document['hardware']}.\n\n"
+        f"seed(s){f'; every row: `{data}`' if data else ''})\n\n"
+        f"Hardware and versions: {document['hardware']}.\n\n"
         f"### Few-shot new users\n\n**Hypothesis.** {document['hypotheses']['few-shot-users']}\n\n"
         f"Model `{s['model']}`, seeds {list(s['seeds'])}; task `reviews-users` with sizes {s['task_sizes']}; "
         f"MoE-DPO (K = 2, user gate), conditioned DPO and plain DPO each train {q['max_steps']} steps of "

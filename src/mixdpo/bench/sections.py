@@ -1,4 +1,5 @@
-"""What every benchmark report shares: the hardware line, and replacing its own section of a markdown file."""
+"""What every benchmark report shares: the hardware line, replacing its own section of a markdown file,
+and copying its plot and JSON next to that file."""
 
 from __future__ import annotations
 
@@ -6,7 +7,23 @@ import importlib
 import os
 import platform
 import re
+import shutil
 from pathlib import Path
+
+
+def publish(files: list[Path | None], benchmarks_md: Path, stem: str) -> list[str | None]:
+    """Copy each file (a plot, the JSON) to ``docs/benchmarks/<stem><suffix>`` beside ``benchmarks_md``;
+    returns their paths relative to it (None for a file that is None), for the report's links."""
+    out: list[str | None] = []
+    for path in files:
+        if path is None:
+            out.append(None)
+            continue
+        target = benchmarks_md.parent / "docs" / "benchmarks" / f"{stem}{path.suffix}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        out.append(target.relative_to(benchmarks_md.parent).as_posix())
+    return out
 
 
 def hardware(libraries: tuple[str, ...] = ("torch", "transformers", "trl", "peft")) -> str:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 from mixdpo.cli.bench_quality import add_update_benchmarks, invoked_command, parse_ints
@@ -45,7 +44,7 @@ def run_regimes_command(args: argparse.Namespace) -> int:
 
     from mixdpo.bench.regimes import regime_tier, run_regimes
     from mixdpo.bench.regimes_report import SECTION_BEGIN, SECTION_END, plot_regimes, regimes_markdown
-    from mixdpo.bench.sections import replace_section
+    from mixdpo.bench.sections import publish, replace_section
 
     settings = regime_tier(args.tier)
     if args.model:
@@ -58,13 +57,10 @@ def run_regimes_command(args: argparse.Namespace) -> int:
     plot = plot_regimes(document, out_dir / "regimes.png")
     (out_dir / "regimes.md").write_text(regimes_markdown(document, plot.name if plot else None, args.tier))
     if args.update_benchmarks is not None:
-        image = None
-        if plot is not None:
-            target = args.update_benchmarks.parent / "docs" / "benchmarks" / f"regimes-{args.tier}.png"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(plot, target)
-            image = target.relative_to(args.update_benchmarks.parent).as_posix()
-        text = regimes_markdown(document, image, args.tier)
+        image, data = publish(
+            [plot, out_dir / "regimes.json"], args.update_benchmarks, f"regimes-{args.tier}"
+        )
+        text = regimes_markdown(document, image, args.tier, data)
         replace_section(args.update_benchmarks, text, SECTION_BEGIN, SECTION_END)
     print((out_dir / "regimes.md").read_text())
     print(f"wrote {out_dir / 'regimes.json'}, regimes.md and regimes.png")
