@@ -63,7 +63,8 @@ class RegimeSettings:
         task_sizes: sizes of ``reviews-users`` (new users and their pairs included).
         pairs_per_user: labelled pairs per new user to personalise from (0 = none: unknown users).
         test_pairs_per_user: held-out pairs per new user, the same for every n.
-        personalize_steps: steps of gate refitting / expert fine-tuning, the same for both.
+        personalize_epochs: passes over the new users' pairs for gate refitting / expert fine-tuning, the
+            same for both (so every n gets the same number of looks at each pair).
         many_users_sizes, many_users_steps: ``reviews-users`` sizes and training steps of ``many-users``
             (one epoch of its training pairs).
         many_users_groups: (fans, critics) per ``many-users`` configuration: the same pairs spread over
@@ -76,7 +77,7 @@ class RegimeSettings:
     task_sizes: dict[str, int] = field(default_factory=dict)
     pairs_per_user: tuple[int, ...] = (0, 2, 4, 8, 16)
     test_pairs_per_user: int = 8
-    personalize_steps: int = 20
+    personalize_epochs: float = 5.0
     many_users_sizes: dict[str, int] = field(default_factory=dict)
     many_users_steps: int = 0
     many_users_groups: tuple[tuple[int, int], ...] = ()
@@ -94,7 +95,7 @@ def regime_tier(name: str) -> RegimeSettings:
         fast_sizes = {"train_pairs": 60, "eval_pairs": 30, "fans": 4, "critics": 2, "new_fans": 2,
                       "new_critics": 1, "new_user_pairs": 36}  # fmt: skip
         many = {"train_pairs": 120, "eval_pairs": 30, "new_user_pairs": 0}
-        return RegimeSettings("random:llama-tiny", (0,), quality, fast_sizes, (0, 2, 4), 4, 3, many, 30,
+        return RegimeSettings("random:llama-tiny", (0,), quality, fast_sizes, (0, 2, 4), 4, 2.0, many, 30,
                               ((4, 2), (20, 10)))  # fmt: skip
     if name == "full":
         # 960 training pairs over 24, 96 or 240 users (40, 10 or 4 pairs each); 120 steps = 1 epoch
@@ -190,7 +191,7 @@ def run_few_shot_users(settings: RegimeSettings, seed: int, work_dir: Path, log:
                 start = time.perf_counter()
                 summary = personalize_run(
                     runs[method], paths[("fit", plain)], out_dir=work_dir / f"n{n}" / method,
-                    eval_data=paths[("test", plain)], max_steps=settings.personalize_steps, train=train,
+                    eval_data=paths[("test", plain)], epochs=settings.personalize_epochs, train=train,
                     log=lambda line: None,
                 )  # fmt: skip
                 row |= _accuracy(summary["eval"])
