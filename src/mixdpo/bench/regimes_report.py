@@ -27,6 +27,14 @@ def _by_n_method(document: dict[str, Any]) -> dict[tuple[int, str], list[dict]]:
     return out
 
 
+def _verdict(moe: list[dict], runs: list[dict]) -> str:
+    """MoE-DPO against another method on held-out accuracy: wins / ties / loses, by how many points."""
+    if not moe:
+        return "—"
+    outcome, delta = compare([r["accuracy"] for r in moe], [r["accuracy"] for r in runs])
+    return outcome if delta is None else f"MoE-DPO {outcome} ({delta:+.1f} points)"
+
+
 def _worst(row: dict) -> float | None:
     per_group = row.get("per_group") or {}
     return min(per_group.values()) if per_group else None
@@ -47,10 +55,7 @@ def few_shot_table(document: dict[str, Any]) -> str:
             if not runs:
                 continue
             how = "none (unknown users)" if n == 0 and method != "dpo" else HOW[method]
-            verdict = "—"
-            if method != "moe-dpo" and moe:
-                outcome, delta = compare([r["accuracy"] for r in moe], [r["accuracy"] for r in runs])
-                verdict = outcome if delta is None else f"MoE-DPO {outcome} ({delta:+.1f} points)"
+            verdict = _verdict(moe, runs) if method != "moe-dpo" else "—"
             cells = [
                 n, method, how,
                 fmt_pair(mean_spread([r["accuracy"] for r in runs])),
@@ -83,10 +88,7 @@ def many_users_table(document: dict[str, Any]) -> str:
             runs = groups.get((users, method), [])
             if not runs:
                 continue
-            verdict = "—"
-            if method != "moe-dpo" and moe:
-                outcome, delta = compare([r["accuracy"] for r in moe], [r["accuracy"] for r in runs])
-                verdict = outcome if delta is None else f"MoE-DPO {outcome} ({delta:+.1f} points)"
+            verdict = _verdict(moe, runs) if method != "moe-dpo" else "—"
             cells = [users, f"{runs[0]['pairs_per_user']:.1f}", method,
                      fmt_pair(mean_spread([r["accuracy"] for r in runs])),
                      fmt_pair(mean_spread([_worst(r) for r in runs])),
