@@ -60,6 +60,7 @@ def test_targets_on_hand_made_rows():
         _row("personas", "moe-dpo", 1, 0.97, {"fans": 0.99, "critics": 0.94}, ari=0.9, routing=0.98),
         _row("personas", "dpo", 0, 0.66, {"fans": 1.0, "critics": 0.0}),
         _row("cross-domain", "moe-dpo", 0, 0.9, {"movies-concise": 0.99, "books-detailed": 0.8}, 0.5, 0.7),
+        _row("personas", "oracle-dpo", 0, 0.62, {"fans": 0.6, "critics": 0.65}),
     ]
     checks = {c.target: c for c in check_targets(rows)}
     personas = checks[
@@ -71,9 +72,13 @@ def test_targets_on_hand_made_rows():
         "random:llama-1m · cross-domain: MoE-DPO worst-group accuracy ≥ 95%, ARI ≥ 0.9, routing ≥ 95%"
     ]
     assert cross.met is False
-    dpo = checks["random:llama-1m · personas: plain DPO (context: stays near the majority share)"]
+    dpo = checks["random:llama-1m · personas: plain DPO (stays near the majority share)"]
     assert dpo.met is None
     assert "worst group 0.0 ± 0.0 %" in dpo.measured
+    assert dpo.line().endswith("| context |")
+    oracle = next(c for c in checks.values() if "per-group oracle DPO" in c.target)
+    assert oracle.measured == "accuracy 62.0 ± 0.0 %, worst group 60.0 ± 0.0 %"
+    assert oracle.context
 
 
 def test_multi_reward_target_uses_each_axis_own_expert():
