@@ -272,7 +272,8 @@ def plot_accuracy(rows: list[dict], path: Path) -> Path | None:
                 ]
                 values.append(mean_spread(accs)[0] or 0.0)
             ax.bar([i + j * width for i in range(len(methods))], values, width, label=group)
-        ax.set_xticks([i + width * (len(groups) - 1) / 2 for i in range(len(methods))], methods)
+        ax.set_xticks([i + width * (len(groups) - 1) / 2 for i in range(len(methods))], methods, rotation=30,
+                      ha="right", fontsize=7)  # fmt: skip
         ax.set_ylim(0, 1.05)
         ax.set_title(f"{task}\n{model}", fontsize=9)
         ax.legend(fontsize=7)
