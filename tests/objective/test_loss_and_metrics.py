@@ -60,6 +60,18 @@ def test_regularisers_by_hand():
     assert load_balance_penalty(torch.log(torch.tensor([[0.5, 0.5]]))).item() == pytest.approx(0.0, abs=1e-7)
 
 
+def test_load_balance_gradient_is_finite_when_the_gate_has_collapsed():
+    """A collapsed gate's mean weight underflows to 0 in float32; the penalty (log K here) and its gradient
+    must stay finite (x log x has gradient log x + 1 = -inf at 0, which stopped a SmolLM2 run)."""
+    logits = torch.tensor([[0.0, -200.0], [0.0, -300.0]], requires_grad=True)
+    log_w = torch.log_softmax(logits, dim=-1)
+    assert log_w.exp()[:, 1].max().item() == 0.0  # underflowed
+    penalty = load_balance_penalty(log_w)
+    assert penalty.item() == pytest.approx(math.log(2), rel=1e-6)  # KL(one-hot || uniform) = log K
+    penalty.backward()
+    assert torch.isfinite(logits.grad).all()
+
+
 def test_regulariser_enters_the_loss_with_its_weight():
     torch.manual_seed(1)
     args = [torch.randn(5, 3) for _ in range(4)] + [torch.randn(5, 3)]

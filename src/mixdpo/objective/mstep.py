@@ -50,9 +50,12 @@ def load_balance_penalty(log_weights: torch.Tensor) -> torch.Tensor:
     Returns:
         0-dim tensor >= 0.
     """
-    w_bar = upcast(log_weights).exp().mean(dim=0)
-    k = w_bar.shape[-1]
-    return (torch.special.xlogy(w_bar, w_bar).sum() + math.log(k)).clamp(min=0.0)
+    log_weights = upcast(log_weights)
+    b, k = log_weights.shape
+    # In log space: w_bar log w_bar has gradient log w_bar + 1, which is -inf where a collapsed gate's
+    # mean weight underflows to 0 (it did, on SmolLM2); log w_bar from logsumexp stays finite.
+    log_w_bar = torch.logsumexp(log_weights, dim=0) - math.log(b)
+    return (log_w_bar.exp() * (log_w_bar + math.log(k))).sum().clamp(min=0.0)
 
 
 def gate_entropy(log_weights: torch.Tensor) -> torch.Tensor:
