@@ -48,7 +48,7 @@ def conditioned_prompt(task: str, row: dict) -> str:
     return CONDITION_TEMPLATE.format(name=name, value=row[field], prompt=row["prompt"])
 
 
-def _write_splits(files: dict[str, Path], out_dir: Path, transform) -> dict[str, Path]:
+def write_splits(files: dict[str, Path], out_dir: Path, transform) -> dict[str, Path]:
     """Each split of ``files`` rewritten row by row by ``transform`` (rows it maps to None dropped)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
@@ -100,7 +100,7 @@ def _conditioned(case, settings, options, files, work_dir, log) -> dict[str, Any
     def condition(row: dict) -> dict:
         return row | {"prompt": conditioned_prompt(case.task, row)}
 
-    written = _write_splits(files, work_dir / "conditioned", condition)
+    written = write_splits(files, work_dir / "conditioned", condition)
     evaluation, pairs, policy_dir = train_and_evaluate(options, written, work_dir / "run", log)
     row = _row(case, options, pairs, evaluation)
     if settings.generation_prompts:
@@ -119,7 +119,7 @@ def _oracle(case, settings, options, files, work_dir, log) -> dict[str, Any]:
     counts = Counter(r["group"] for r in eval_rows)
     per_group, pairs, policies = {}, {}, []
     for i, group in enumerate(groups):
-        own = _write_splits(files, work_dir / f"group-{i}", lambda r, g=group: r if r["group"] == g else None)
+        own = write_splits(files, work_dir / f"group-{i}", lambda r, g=group: r if r["group"] == g else None)
         evaluation, group_pairs, policy_dir = train_and_evaluate(options, own, work_dir / f"run-{i}", log)
         per_group[group] = evaluation.get("mixture_accuracy")
         for split, numbers in group_pairs.items():

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mixdpo.bench.quality import read_rows, train_and_evaluate, training_options
-from mixdpo.bench.quality_baselines import conditioned_prompt
+from mixdpo.bench.quality_baselines import conditioned_prompt, write_splits
 from mixdpo.bench.quality_cases import QualityCase, QualitySettings
 from mixdpo.errors import ConfigError
 from mixdpo.tasks.registry import write_jsonl
@@ -128,12 +128,8 @@ def _conditioned(rows: list[dict]) -> list[dict]:
 
 
 def _conditioned_splits(files: dict[str, Path], out_dir: Path) -> dict[str, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for split in ("train", "eval"):
-        written[split] = out_dir / f"{split}.jsonl"
-        write_jsonl(_conditioned(read_rows(files[split])), written[split])
-    return written
+    train_eval = {split: files[split] for split in ("train", "eval")}
+    return write_splits(train_eval, out_dir, lambda row: row | {"prompt": conditioned_prompt(TASK, row)})
 
 
 def _accuracy(evaluation: dict) -> dict[str, Any]:
