@@ -128,14 +128,19 @@ def test_score_renders_chat_prompts_with_the_template():
     torch.testing.assert_close(chat.logps, plain.logps)
 
 
-def test_the_same_config_builds_the_same_initial_policy_whatever_the_global_rng():
-    config = PolicyConfig(num_experts=2, backend="lora", seed=3)
+@pytest.mark.parametrize("gate", ["global", "prompt", "prompt+user"])
+def test_the_same_config_builds_the_same_initial_policy_whatever_the_global_rng(gate):
+    # the prompt gate's hidden layer is random: it once came from the global RNG, so a torchrun process
+    # and a 1-process run of the same config started with different gates
+    config = PolicyConfig(num_experts=2, backend="lora", seed=3, gate=gate)
     torch.manual_seed(0)
-    a = MixturePolicy.create(config).state_dict()
+    a = MixturePolicy.create(config, users=["u"]).state_dict()
     torch.manual_seed(12345)
     torch.rand(100)
-    b = MixturePolicy.create(config).state_dict()
+    b = MixturePolicy.create(config, users=["u"]).state_dict()
     assert all(torch.equal(a[n], b[n]) for n in a)
+    if gate != "global":
+        assert any(n.startswith("gate.") and a[n].std() > 0 for n in a)  # a random init, really seeded
     state = torch.random.get_rng_state()
-    MixturePolicy.create(config)
+    MixturePolicy.create(config, users=["u"])
     assert torch.equal(state, torch.random.get_rng_state())  # the caller's RNG is left alone

@@ -104,9 +104,12 @@ def test_computing_references_leaves_the_rng_as_loading_them_does(tmp_path, smal
     assert torch.equal(torch.random.get_rng_state(), state)
 
 
-def test_sequential_experts_is_refused_across_processes(monkeypatch):
+@pytest.mark.parametrize(("fsdp", "zero_stage"), [(True, None), (False, 2), (False, 3)])
+def test_sequential_experts_is_refused_under_fsdp_and_deepspeed(fsdp, zero_stage):
     from mixdpo.errors import ConfigError
+    from mixdpo.trainer.distributed import check_sequential_supported
 
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(ConfigError, match="single process only"):
-        MixDPOConfig(sequential_experts=True, use_cpu=True, output_dir="unused")
+    with pytest.raises(ConfigError, match=r"sequential_experts.*not supported under"):
+        check_sequential_supported(True, fsdp=fsdp, zero_stage=zero_stage)
+    check_sequential_supported(False, fsdp=fsdp, zero_stage=zero_stage)
+    check_sequential_supported(True, fsdp=False, zero_stage=None)  # one process or DDP

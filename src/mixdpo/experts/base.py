@@ -24,6 +24,11 @@ from torch import nn
 from mixdpo.logprobs import position_ids_from_attention_mask
 
 
+def strip_prefix(state_dict: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of ``state_dict`` under ``prefix``, with the prefix removed (a submodule's own state)."""
+    return {name[len(prefix) :]: t for name, t in state_dict.items() if name.startswith(prefix)}
+
+
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Mean of hidden states over real tokens: phi(x) = sum_t m_t h_t / sum_t m_t.
 
@@ -172,8 +177,14 @@ class ExpertBackend(nn.Module):
         """JSON-serialisable settings needed to rebuild the backend (without weights)."""
         raise NotImplementedError
 
-    def save(self, directory: Path) -> None:
-        """Write the experts' trainable weights (and whatever the config cannot rebuild) to ``directory``."""
+    def save(self, directory: Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Write the experts' trainable weights (and whatever the config cannot rebuild) to ``directory``.
+
+        Args:
+            directory: where to write.
+            state_dict: this backend's full state (keys relative to the backend), e.g. gathered from FSDP
+                or ZeRO-3 shards; None = the live parameters (whole unless sharded).
+        """
         raise NotImplementedError
 
     def expert_parameters(self, k: int) -> Iterator[nn.Parameter]:

@@ -320,8 +320,11 @@ class HeadsExperts(ExpertBackend):
             state |= {f"trunk.{names[id(p)]}": p.detach() for p in self._trunk_parameters()}
         return {n: t.contiguous() for n, t in state.items()}
 
-    def save(self, directory: Path) -> None:
-        """``heads.safetensors``: the expert tops (and the trunk, if it was trained)."""
+    def save(self, directory: Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """``heads.safetensors``: the expert tops (and the trunk, if it was trained).
+
+        ``state_dict`` is not needed: this backend is refused under parameter sharding (FSDP, ZeRO-3), so
+        its live parameters are always whole."""
         Path(directory).mkdir(parents=True, exist_ok=True)
         save_file(self._trainable_state(), str(Path(directory) / "heads.safetensors"))
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mixdpo.experts.base import ExpertBackend
+from mixdpo.experts.base import ExpertBackend, strip_prefix
 from mixdpo.experts.symmetry import add_relative_noise_, expert_generator
 from mixdpo.logprobs import sequence_logps
 
@@ -154,14 +154,14 @@ class IndependentExperts(ExpertBackend):
             "average_logps": self.average_logps,
         }
 
-    def save(self, directory: Path) -> None:
+    def save(self, directory: Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """Each expert in transformers' format (``expert_k/``); references are frozen and saved as
         ``reference_r/`` so the directory loads without the original checkpoints."""
         directory = Path(directory)
-        for k, model in enumerate(self.experts):
-            model.save_pretrained(str(directory / f"expert_{k}"))
-        for r, model in enumerate(self.references):
-            model.save_pretrained(str(directory / f"reference_{r}"))
+        for name, models in (("expert", self.experts), ("reference", self.references)):
+            for k, model in enumerate(models):
+                own = None if state_dict is None else strip_prefix(state_dict, f"{name}s.{k}.")
+                model.save_pretrained(str(directory / f"{name}_{k}"), state_dict=own)
 
     @classmethod
     def load(

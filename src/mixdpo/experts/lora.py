@@ -21,7 +21,7 @@ from peft.tuners.lora import LoraLayer
 from torch import nn
 
 from mixdpo.errors import ConfigError
-from mixdpo.experts.base import ExpertBackend, pooled_prompt_features
+from mixdpo.experts.base import ExpertBackend, pooled_prompt_features, strip_prefix
 from mixdpo.experts.lora_blocks import BlockRouting, install_block_forward
 from mixdpo.experts.symmetry import add_absolute_noise_, expert_generator
 from mixdpo.logprobs import completion_logps_from_hidden, position_ids_from_attention_mask, sequence_logps
@@ -341,9 +341,12 @@ class LoraExperts(ExpertBackend):
             "reference_identity": self._reference_identity,
         }
 
-    def save(self, directory: Path) -> None:
+    def save(self, directory: Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """PEFT's own format: one sub-directory per adapter (``expert_k/adapter_model.safetensors``)."""
-        self.model.save_pretrained(str(directory))
+        if state_dict is not None:
+            # PEFT picks the adapters' entries out of its model's state dict (keys relative to self.model)
+            state_dict = strip_prefix(state_dict, "model.")
+        self.model.save_pretrained(str(directory), state_dict=state_dict)
 
     @classmethod
     def load(

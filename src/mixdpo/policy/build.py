@@ -100,12 +100,16 @@ def build_policy_gate(
     options = dict(config.gate_options)
     _check_options(options, _GATE_OPTIONS, "gate_options")
     feature_dim = backend.feature_dim if config.gate in ("prompt", "prompt+user") else None
-    gate = build_gate(
-        config.gate,
-        config.num_experts,
-        feature_dim=feature_dim,
-        num_users=num_users,
-        num_user_features=num_user_features,
-        **options,
-    )
-    return gate
+    # The prompt gate's hidden layer starts random: draw it from the config's seed, not from whatever the
+    # global RNG holds by now (that depends on what ran first: it differed between a 1-process run and
+    # each process of a torchrun launch, so their gates started apart).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return build_gate(
+            config.gate,
+            config.num_experts,
+            feature_dim=feature_dim,
+            num_users=num_users,
+            num_user_features=num_user_features,
+            **options,
+        )

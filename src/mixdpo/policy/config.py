@@ -31,7 +31,7 @@ class PolicyConfig:
         gate_temperature: temperature of the gate softmax.
         top_k: at inference, route among the top-k experts only (None = all).
         dtype: weights dtype, ``float32`` (default), ``bfloat16`` or ``float16``.
-        seed: seeds random base models and the symmetry-breaking noise.
+        seed: seeds random base models, the symmetry-breaking noise and the gate's random initial weights.
         reference_model: optional spec of a separate reference model (default: the base itself).
     """
 

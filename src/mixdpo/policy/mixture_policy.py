@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from mixdpo import __version__
 from mixdpo.atomic import fsync_tree
@@ -35,6 +35,7 @@ from mixdpo.batch import (
 )
 from mixdpo.errors import MixDPOError
 from mixdpo.experts import ExpertBackend, HeadsExperts, IndependentExperts, LoraExperts
+from mixdpo.experts.base import strip_prefix
 from mixdpo.gating import Gate, GateInputs, UserGate, gate_from_config, sparsify_top_k
 from mixdpo.logprobs import split_chosen_rejected
 from mixdpo.models import LoadedModel
@@ -118,6 +119,19 @@ class MixturePolicy(nn.Module):
     @property
     def num_experts(self) -> int:
         return self.policy_config.num_experts
+
+    @property
+    def _no_split_modules(self) -> list[str]:
+        """Class names of the transformer blocks in the experts and references, e.g. ``LlamaDecoderLayer``.
+
+        FSDP's default wrap units: accelerate's ``TRANSFORMER_BASED_WRAP`` reads this when the launch config
+        names no classes, so one shipped config fits every architecture (naming a class the model lacks is
+        an error there)."""
+        names: list[str] = []
+        for module in self.modules():
+            if isinstance(module, PreTrainedModel):
+                names.extend(getattr(module, "_no_split_modules", None) or [])
+        return list(dict.fromkeys(names))
 
     # --- users ---------------------------------------------------------------------------------
     def user_ids(self, users: Sequence[str | None]) -> torch.Tensor:
@@ -269,15 +283,28 @@ class MixturePolicy(nn.Module):
         self.sequential_experts = enabled
 
     # --- persistence ---------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Write config (JSON), experts (PEFT / safetensors / transformers formats), gate and tokenizer."""
+    def save_pretrained(
+        self, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None
+    ) -> None:
+        """Write config (JSON), experts (PEFT / safetensors / transformers formats), gate and tokenizer.
+
+        Args:
+            directory: the policy directory.
+            state_dict: this policy's full state dict, e.g. gathered from FSDP / ZeRO-3 shards by
+                ``Trainer.save_model``; None = the live parameters (whole unless sharded).
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         # The config file is removed first and written last (atomically): a save interrupted half-way
         # leaves a directory that refuses to load instead of one that loads mixed old and new weights.
         (directory / CONFIG_FILE).unlink(missing_ok=True)
-        self.backend.save(directory / "experts")
-        gate_state = {n: t.detach().contiguous() for n, t in self.gate.state_dict().items()}
+        if state_dict is None:
+            self.backend.save(directory / "experts")
+            gate_state = self.gate.state_dict()
+        else:
+            self.backend.save(directory / "experts", strip_prefix(state_dict, "backend."))
+            gate_state = strip_prefix(state_dict, "gate.")
+        gate_state = {n: t.detach().contiguous() for n, t in gate_state.items()}
         save_file(gate_state, str(directory / "gate.safetensors"))
         self.tokenizer.save_pretrained(str(directory / "tokenizer"))
         meta: dict[str, Any] = {

@@ -14,9 +14,10 @@ all experts without autograd (about a third more compute than the joint step); t
 activations no longer grow with K. With dropout the two passes draw different masks, so the gradient is
 then not the joint step's; all presets here train without dropout.
 
-Single process only: step 2 runs K backward passes nested inside the loss's backward, while DDP's
-reducer expects one backward per forward (as with reentrant activation checkpointing, which needs
-``static_graph`` there); this combination is refused rather than left to chance.
+Across processes: step 2 runs K backward passes nested inside the loss's backward, while DDP's reducer
+expects one backward per forward. Under DDP the trainer runs such a step with DDP's hooks off and
+averages the gradients itself (:func:`mixdpo.trainer.distributed.sequential_experts_gradient_sync`); FSDP
+and DeepSpeed reduce from their own hooks, so there it is refused rather than left to chance.
 """
 
 from __future__ import annotations

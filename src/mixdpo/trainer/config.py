@@ -54,7 +54,10 @@ class MixDPOConfig(TrainingArguments):
         },
     )
     model_seed: int = field(
-        default=0, metadata={"help": "Seeds random: base models and the experts' symmetry-breaking noise."}
+        default=0,
+        metadata={
+            "help": "Seeds random: base models, the experts' symmetry-breaking noise and the gate's init."
+        },
     )
     model_dtype: str = field(
         default="float32", metadata={"help": "Weights dtype: float32, bfloat16 or float16."}
@@ -113,7 +116,7 @@ class MixDPOConfig(TrainingArguments):
         metadata={
             "help": "lora/independent: run the experts' forward+backward one expert at a time (after one "
             "pass of all experts without autograd for the E-step): stored activations of 1 expert instead "
-            "of K, for ~1/3 more compute; same gradients. Single process only."
+            "of K, for ~1/3 more compute; same gradients. Single process or DDP (not FSDP / DeepSpeed)."
         },
     )
     # ----- gate ---------------------------------------------------------------------------------------
@@ -287,13 +290,6 @@ class MixDPOConfig(TrainingArguments):
         if self.sequential_experts and self.backend == "heads":
             raise ConfigError(
                 "sequential_experts", "is for backend lora or independent; heads already runs its trunk once"
-            )
-        if self.sequential_experts and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise ConfigError(
-                "sequential_experts",
-                "runs in a single process only (its per-expert backward passes nest inside the step's "
-                "backward, which DDP's gradient reducer does not expect); across processes use "
-                "activation_checkpointing to save memory",
             )
         super().__post_init__()
         if self.dataloader_pin_memory and not torch.cuda.is_available():

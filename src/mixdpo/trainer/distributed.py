@@ -9,7 +9,17 @@ there with the alternatives.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
 from mixdpo.errors import ConfigError
+
+# Elements per all-reduce in average_gradients: bounds the flat buffer (100 MB of float32) as DDP's buckets do
+_BUCKET_ELEMENTS = 25 * 2**20
 
 
 def check_backend_supported(backend: str, *, fsdp: bool, zero_stage: int | None) -> None:
@@ -30,6 +40,23 @@ def check_backend_supported(backend: str, *, fsdp: bool, zero_stage: int | None)
         )
 
 
+def check_sequential_supported(sequential_experts: bool, *, fsdp: bool, zero_stage: int | None) -> None:
+    """Raise :class:`ConfigError` for ``sequential_experts`` under FSDP or DeepSpeed.
+
+    Its per-expert backward passes nest inside the step's backward. Under DDP that is handled here (see
+    :func:`sequential_experts_gradient_sync`); FSDP and DeepSpeed reduce gradients from their own backward
+    hooks and end-of-backward callbacks, which nested passes would fire early."""
+    if not sequential_experts or not (fsdp or zero_stage is not None):
+        return
+    launch = "FSDP" if fsdp else f"DeepSpeed ZeRO-{zero_stage}"
+    raise ConfigError(
+        "sequential_experts",
+        f"is not supported under {launch} (its nested per-expert backward passes would trigger the gradient "
+        "reduction early). Launch with DDP (configs/accelerate/ddp.yaml), or turn it off and use "
+        "activation_checkpointing to save memory",
+    )
+
+
 def launch_sharding(trainer) -> tuple[bool, int | None]:
     """(FSDP?, ZeRO stage or None) of a constructed ``transformers.Trainer``."""
     fsdp = bool(getattr(trainer, "is_fsdp_enabled", False))
@@ -38,3 +65,55 @@ def launch_sharding(trainer) -> tuple[bool, int | None]:
         plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
         zero_stage = getattr(plugin, "zero_stage", None)
     return fsdp, zero_stage
+
+
+def parameters_sharded(trainer) -> bool:
+    """The launch shards parameters across processes (FSDP, DeepSpeed ZeRO-3): no process holds them whole."""
+    fsdp, zero_stage = launch_sharding(trainer)
+    return fsdp or zero_stage == 3
+
+
+@contextmanager
+def sequential_experts_gradient_sync(model: torch.nn.Module) -> Iterator[None]:
+    """Run one training micro-batch of ``sequential_experts`` under DDP with gradients averaged by hand.
+
+    The sequential step runs K backward passes nested inside the loss's backward; DDP's reducer expects
+    one backward per forward and would finalise after the first. So the micro-batch runs with DDP's hooks
+    off (``no_sync``) and, if DDP was going to synchronise this micro-batch (the last of a gradient
+    accumulation: the Trainer's own ``no_sync`` is not active), the accumulated gradients are averaged across
+    processes afterwards, as DDP would have: g <- (1/N) sum_ranks g. Anything else runs unchanged.
+    """
+    if not isinstance(model, DistributedDataParallel):
+        yield
+        return
+    sync = model.require_backward_grad_sync
+    with model.no_sync():
+        yield
+    if sync:
+        average_gradients(p for p in model.parameters() if p.requires_grad)
+
+
+def average_gradients(parameters: Iterable[torch.nn.Parameter]) -> None:
+    """Average ``.grad`` across the default process group in flat buckets (None counts as zeros, and every
+    parameter ends up with a gradient: the processes must take part in the same all-reduces)."""
+    world = dist.get_world_size()
+    bucket: list[torch.nn.Parameter] = []
+    size = 0
+    for p in parameters:
+        if bucket and (
+            p.dtype != bucket[0].dtype or p.device != bucket[0].device or size >= _BUCKET_ELEMENTS
+        ):
+            _all_reduce_mean(bucket, world)
+            bucket, size = [], 0
+        bucket.append(p)
+        size += p.numel()
+    if bucket:
+        _all_reduce_mean(bucket, world)
+
+
+def _all_reduce_mean(params: list[torch.nn.Parameter], world: int) -> None:
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    flat /= world
+    for p, g in zip(params, flat.split([p.numel() for p in params]), strict=True):
+        p.grad = g.view_as(p).clone() if p.grad is None else p.grad.copy_(g.view_as(p))

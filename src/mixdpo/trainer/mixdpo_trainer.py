@@ -30,11 +30,10 @@ from mixdpo.gating import GlobalGate
 from mixdpo.objective import mix_dpo_objective, objective_metrics, robbins_monro_step_size
 from mixdpo.policy import MixturePolicy
 from mixdpo.reference import ReferenceCache, ReferenceTable, attach_reference
+from mixdpo.trainer import checkpoints, distributed
 from mixdpo.trainer.callbacks import CompactPrinterCallback, CompactProgressCallback, MetricsJsonlCallback
-from mixdpo.trainer.checkpoints import COMPLETE_MARKER, last_complete_checkpoint, mark_complete
 from mixdpo.trainer.collapse import ApplyCollapseActions, CollapseEvent, CollapseMonitor
 from mixdpo.trainer.config import MixDPOConfig
-from mixdpo.trainer.distributed import check_backend_supported, launch_sharding
 from mixdpo.trainer.guards import InterruptHandler, NonFiniteGuard
 from mixdpo.trainer.schedule import ObjectiveSchedule
 
@@ -114,8 +113,11 @@ class MixDPOTrainer(Trainer):
             callbacks=callbacks,
             optimizers=optimizers,
         )
-        fsdp, zero_stage = launch_sharding(self)
-        check_backend_supported(model.policy_config.backend, fsdp=fsdp, zero_stage=zero_stage)
+        fsdp, zero_stage = distributed.launch_sharding(self)
+        distributed.check_backend_supported(model.policy_config.backend, fsdp=fsdp, zero_stage=zero_stage)
+        distributed.check_sequential_supported(args.sequential_experts, fsdp=fsdp, zero_stage=zero_stage)
+        if fsdp or zero_stage is not None:
+            logger.info("parameters sharded with %s", "FSDP" if fsdp else f"DeepSpeed ZeRO-{zero_stage}")
         # The Trainer prints ~30 metrics per log event; show a short line instead (all go to metrics.jsonl).
         if args.disable_tqdm:
             self.remove_callback(PrinterCallback)
@@ -234,6 +236,14 @@ class MixDPOTrainer(Trainer):
             )
         return self._schedule
 
+    def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], *args: Any, **kwargs: Any):
+        if not self.args.sequential_experts:
+            return super().training_step(model, inputs, *args, **kwargs)
+        with distributed.sequential_experts_gradient_sync(
+            model
+        ):  # DDP: nested backward passes, averaged by hand
+            return super().training_step(model, inputs, *args, **kwargs)
+
     def compute_loss(
         self,
         model: torch.nn.Module,
@@ -342,7 +352,7 @@ class MixDPOTrainer(Trainer):
         :class:`~mixdpo.errors.TrainingInterrupted` after a SIGINT/SIGTERM checkpoint and
         :class:`~mixdpo.errors.NumericalFault` when too many steps in a row had non-finite gradients."""
         if resume_from_checkpoint is True:
-            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            resume_from_checkpoint = checkpoints.last_complete_checkpoint(self.args.output_dir)
             if resume_from_checkpoint is None:
                 raise MixDPOError(
                     f"nothing to resume: {self.args.output_dir} has no complete checkpoint-N directory "
@@ -359,7 +369,7 @@ class MixDPOTrainer(Trainer):
             )
         if self.interrupt.signal_name is not None:
             checkpoint = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
-            written = str(checkpoint) if (checkpoint / COMPLETE_MARKER).is_file() else None
+            written = str(checkpoint) if (checkpoint / checkpoints.COMPLETE_MARKER).is_file() else None
             raise TrainingInterrupted(written, self.interrupt.signal_name)
         return result
 
@@ -367,32 +377,20 @@ class MixDPOTrainer(Trainer):
         super()._save_checkpoint(model, trial)
         folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
         if self.args.should_save and folder.is_dir():
-            mark_complete(folder, self.state.global_step, [e.to_dict() for e in self.collapse_events])
+            checkpoints.mark_complete(
+                folder, self.state.global_step, [e.to_dict() for e in self.collapse_events]
+            )
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if not self.args.should_save:
             return
-        self.accelerator.unwrap_model(self.model).save_pretrained(output_dir)
+        # under FSDP / ZeRO-3 Trainer.save_model passes the full state gathered from the (live) shards
+        self.accelerator.unwrap_model(self.model).save_pretrained(output_dir, state_dict=state_dict)
         torch.save(self.args, Path(output_dir) / "training_args.bin")
 
-    def _load_from_checkpoint(
-        self, resume_from_checkpoint: str, model: torch.nn.Module | None = None
-    ) -> None:
-        folder = Path(resume_from_checkpoint)
-        if (folder / "trainer_state.json").is_file() and not (folder / COMPLETE_MARKER).is_file():
-            raise MixDPOError(
-                f"checkpoint {folder} is incomplete (the run stopped while writing it); resume from an "
-                "earlier checkpoint or delete it"
-            )
-        target = self.accelerator.unwrap_model(model if model is not None else self.model)
-        saved = MixturePolicy.from_pretrained(resume_from_checkpoint)
-        missing, unexpected = target.load_state_dict(saved.state_dict(), strict=False)
-        if missing or unexpected:
-            raise MixDPOError(
-                f"checkpoint {resume_from_checkpoint} does not match this run's policy (missing "
-                f"{missing[:3]}, unexpected {unexpected[:3]}); resume with the config that wrote it"
-            )
+    def _load_from_checkpoint(self, checkpoint: str, model: torch.nn.Module | None = None) -> None:
+        checkpoints.load_policy_checkpoint(self.accelerator.unwrap_model(model or self.model), checkpoint)
 
     def _load_best_model(self) -> None:
         self._load_from_checkpoint(self.state.best_model_checkpoint)

@@ -16,6 +16,7 @@ from mixdpo.policy import MixturePolicy
 from mixdpo.policy.build import load_base
 from mixdpo.trainer import MixDPOConfig, MixDPOTrainer
 from mixdpo.trainer.config_io import config_to_yaml
+from mixdpo.trainer.distributed import parameters_sharded
 
 Log = Callable[[str], None]
 
@@ -98,7 +99,7 @@ def _train_policy(
     )
     trainer = MixDPOTrainer(policy, config, train_dataset=train, eval_dataset=evaluation)
     trainer.train(resume_from_checkpoint=resume or None)
-    trainer.save_model(str(Path(config.output_dir) / "policy"))
+    trainer.save_model(str(_saved(trainer)))
     return policy, trainer
 
 
@@ -107,6 +108,43 @@ def _baseline_config(config: MixDPOConfig) -> MixDPOConfig:
     changes |= {"baseline": False, "estep_warmup_steps": 0, "gate_warmup_steps": 0}
     values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.init}
     return MixDPOConfig(**{**values, **changes})
+
+
+def _evaluate(
+    config: MixDPOConfig,
+    evaluation: PreferenceDataset,
+    trained: tuple[MixturePolicy, MixDPOTrainer],
+    baseline: tuple[MixturePolicy | None, MixDPOTrainer | None],
+    writer: bool,
+) -> dict[str, Any] | None:
+    """Evaluate the trained policy (and baseline) on the writing process; None on the others.
+
+    With several processes only the first evaluates (the others would repeat its work). Where the launch
+    sharded the parameters (FSDP, ZeRO-3) the live policy holds shards only, so the first process reads the
+    saved policy back whole from its directory instead."""
+    pairs = [trained, baseline]
+    sharded = any(t is not None and parameters_sharded(t) for _, t in pairs)
+    # every process: the reference cache's first-process-computes barrier needs them all
+    tables = [None if t is None or sharded else t.reference_table(evaluation) for _, t in pairs]
+    if not writer:
+        return None
+    if sharded:
+        pairs = [
+            (None, None) if p is None else (MixturePolicy.from_pretrained(_saved(t)), t) for p, t in pairs
+        ]
+    (policy, _), (base_policy, _) = pairs
+    return evaluate_policy(
+        policy,
+        evaluation,
+        batch_size=config.per_device_eval_batch_size,
+        baseline=base_policy,
+        reference_table=tables[0],
+        baseline_reference_table=tables[1],
+    )
+
+
+def _saved(trainer: MixDPOTrainer) -> Path:
+    return Path(trainer.args.output_dir) / "policy"
 
 
 def train_run(config: MixDPOConfig, *, resume: bool | str = False, log: Log = print) -> RunResult:
@@ -147,16 +185,7 @@ def train_run(config: MixDPOConfig, *, resume: bool | str = False, log: Log = pr
     report = None
     if evaluation is not None:
         log(f"evaluating on {config.eval_file}")
-        result = evaluate_policy(
-            policy,
-            evaluation,
-            batch_size=config.per_device_eval_batch_size,
-            baseline=baseline,
-            reference_table=trainer.reference_table(evaluation),
-            baseline_reference_table=baseline_trainer.reference_table(evaluation)
-            if baseline_trainer
-            else None,
-        )
+        result = _evaluate(config, evaluation, (policy, trainer), (baseline, baseline_trainer), writer)
         if writer:
             (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     if not writer:
