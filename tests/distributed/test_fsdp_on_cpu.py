@@ -6,14 +6,17 @@ that one check (see its docstring)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from launching import assert_same_training, run, train_command, train_one_process
+from mixdpo.policy import MixturePolicy
 from mixdpo.tasks import write_task
 
 HERE = Path(__file__).resolve().parent
@@ -44,11 +47,15 @@ def cpu_config(tmp_path_factory) -> Path:
     return path
 
 
-def _fsdp(out: Path, data, options: list[str], config: Path) -> subprocess.CompletedProcess:
+def _fsdp_command(out: Path, data, options: list[str], config: Path) -> list[str]:
     options = [f"eval_file={data['eval']}", *options]
-    return run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
-                "--main_process_port", "0", str(HERE / "fsdp_on_cpu.py"),
-                *train_command(out, data["train"], options, batch=2)])  # fmt: skip
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
+            "--main_process_port", "0", str(HERE / "fsdp_on_cpu.py"),
+            *train_command(out, data["train"], options, batch=2)]  # fmt: skip
+
+
+def _fsdp(out: Path, data, options: list[str], config: Path) -> subprocess.CompletedProcess:
+    return run(_fsdp_command(out, data, options, config))
 
 
 @pytest.mark.parametrize("options", list(CASES.values()), ids=list(CASES))
@@ -79,3 +86,22 @@ def test_heads_is_refused_under_fsdp(tmp_path, data, cpu_config):
     assert "exitcode: 2" in result.stderr
     assert "[rank0]: Traceback" not in result.stderr
     assert "[rank1]: Traceback" not in result.stderr
+
+
+def test_fsdp_resume_from_a_checkpoint_is_exact(tmp_path, data, cpu_config):
+    full = tmp_path / "full"
+    options = ["save_strategy=steps", "save_steps=3"]
+    assert _fsdp(full, data, options, cpu_config).returncode == 0
+    assert (full / "run" / "checkpoint-3" / "mixdpo_checkpoint.json").is_file()
+    part = tmp_path / "part"
+    shutil.copytree(full, part)
+    shutil.rmtree(part / "run" / "checkpoint-6")
+    shutil.rmtree(part / "run" / "policy")
+    resumed = run([*_fsdp_command(part, data, options, cpu_config), "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "step 4 " in resumed.stdout  # it went on from step 3, not from the start
+    assert "step 1 " not in resumed.stdout
+    a = MixturePolicy.from_pretrained(full / "run" / "policy").state_dict()
+    b = MixturePolicy.from_pretrained(part / "run" / "policy").state_dict()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-7, msg=name)

@@ -9,6 +9,7 @@ there with the alternatives.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -17,6 +18,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from mixdpo.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 # Elements per all-reduce in average_gradients: bounds the flat buffer (100 MB of float32) as DDP's buckets do
 _BUCKET_ELEMENTS = 25 * 2**20
@@ -65,6 +68,25 @@ def launch_sharding(trainer) -> tuple[bool, int | None]:
         plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
         zero_stage = getattr(plugin, "zero_stage", None)
     return fsdp, zero_stage
+
+
+def configure_for_launch(trainer) -> None:
+    """Check a constructed MixDPOTrainer's options against its launch (FSDP, DeepSpeed) and adapt them.
+
+    Under ZeRO-3 the weights are partitioned as they load, so precomputing the reference log-probs (one
+    no-grad pass of the first process, outside the engine) cannot read them: they are computed in each
+    training step's forward instead, as TRL's DPOTrainer does by default."""
+    args = trainer.args
+    fsdp, zero_stage = launch_sharding(trainer)
+    check_backend_supported(trainer.policy.policy_config.backend, fsdp=fsdp, zero_stage=zero_stage)
+    check_sequential_supported(args.sequential_experts, fsdp=fsdp, zero_stage=zero_stage)
+    if fsdp or zero_stage is not None:
+        logger.info("parameters sharded with %s", "FSDP" if fsdp else f"DeepSpeed ZeRO-{zero_stage}")
+    if zero_stage == 3 and args.precompute_ref_log_probs:
+        logger.info(
+            "DeepSpeed ZeRO-3: reference log-probs computed in each step (precompute_ref_log_probs off)"
+        )
+        args.precompute_ref_log_probs = False
 
 
 def parameters_sharded(trainer) -> bool:
@@ -117,3 +139,20 @@ def _all_reduce_mean(params: list[torch.nn.Parameter], world: int) -> None:
     flat /= world
     for p, g in zip(params, flat.split([p.numel() for p in params]), strict=True):
         p.grad = g.view_as(p).clone() if p.grad is None else p.grad.copy_(g.view_as(p))
+
+
+@contextmanager
+def whole_model_loading() -> Iterator[None]:
+    """Models loaded inside are built whole on this process, even in a DeepSpeed ZeRO-3 launch.
+
+    transformers otherwise partitions every model it loads across the processes (``zero.Init``), a
+    collective the other processes do not join when one process alone loads a model (the evaluation of the
+    saved policy)."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved

@@ -113,11 +113,7 @@ class MixDPOTrainer(Trainer):
             callbacks=callbacks,
             optimizers=optimizers,
         )
-        fsdp, zero_stage = distributed.launch_sharding(self)
-        distributed.check_backend_supported(model.policy_config.backend, fsdp=fsdp, zero_stage=zero_stage)
-        distributed.check_sequential_supported(args.sequential_experts, fsdp=fsdp, zero_stage=zero_stage)
-        if fsdp or zero_stage is not None:
-            logger.info("parameters sharded with %s", "FSDP" if fsdp else f"DeepSpeed ZeRO-{zero_stage}")
+        distributed.configure_for_launch(self)
         # The Trainer prints ~30 metrics per log event; show a short line instead (all go to metrics.jsonl).
         if args.disable_tqdm:
             self.remove_callback(PrinterCallback)

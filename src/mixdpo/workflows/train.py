@@ -16,7 +16,7 @@ from mixdpo.policy import MixturePolicy
 from mixdpo.policy.build import load_base
 from mixdpo.trainer import MixDPOConfig, MixDPOTrainer
 from mixdpo.trainer.config_io import config_to_yaml
-from mixdpo.trainer.distributed import parameters_sharded
+from mixdpo.trainer.distributed import parameters_sharded, whole_model_loading
 
 Log = Callable[[str], None]
 
@@ -129,9 +129,10 @@ def _evaluate(
     if not writer:
         return None
     if sharded:
-        pairs = [
-            (None, None) if p is None else (MixturePolicy.from_pretrained(_saved(t)), t) for p, t in pairs
-        ]
+        with whole_model_loading():
+            pairs = [
+                (None, None) if p is None else (MixturePolicy.from_pretrained(_saved(t)), t) for p, t in pairs
+            ]
     (policy, _), (base_policy, _) = pairs
     return evaluate_policy(
         policy,
