@@ -81,12 +81,16 @@ def test_heads_runs_with_ddp_and_zero2(zero_stage):
 
 
 def test_accelerate_launch_with_the_cpu_config(tmp_path):
+    # with the options that draw per-process random numbers (Gumbel warm-up, user dropout) and the
+    # regularisers: no hang, both processes exit 0
     data = write_task("reviews-users", tmp_path / "data", format="text", train_pairs=24, eval_pairs=12,
                       new_user_pairs=12)  # fmt: skip
     cmd = [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / "cpu_2proc.yaml"),
         "--main_process_port", "0", "-m", "mixdpo.cli.main", "train", "model=random:llama-tiny",
         f"train_file={data['train']}", "max_steps=2", "per_device_train_batch_size=2", "disable_tqdm=true",
+        "gate=prompt+user", "estep_warmup_mode=gumbel", "user_dropout=0.3", "load_balance_weight=0.1",
+        "gate_entropy_weight=0.01",
         f"output_dir={tmp_path / 'run'}", f"reference_cache_dir={tmp_path / 'cache'}",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

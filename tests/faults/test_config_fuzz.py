@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mixdpo.errors import ConfigError
@@ -30,6 +30,9 @@ KEYS = st.one_of(st.sampled_from(OWN), st.text(min_size=1, max_size=10))
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.dictionaries(KEYS, VALUES, max_size=4))
+# found by this test: transformers opens a non-dict accelerator_config / deepspeed value as a file
+@example({"accelerator_config": False})
+@example({"deepspeed": "no-such-file.json"})
 def test_any_config_loads_or_raises_config_error(tmp_path, values):
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump({"output_dir": str(tmp_path / "out"), **values}))

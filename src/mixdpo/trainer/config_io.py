@@ -171,7 +171,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         (config,) = HfArgumentParser(MixDPOConfig).parse_dict(values, allow_extra_keys=False)
     except ConfigError:
         raise
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, OSError) as err:
+        # OSError: a Trainer option read as a file path (accelerator_config, deepspeed, ...) is not a file
         raise ConfigError("config", f"{err} (from {source})") from err
     return config
 
