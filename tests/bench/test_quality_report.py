@@ -302,3 +302,21 @@ def test_an_interrupt_stops_the_suite_and_keeps_what_was_measured(tmp_path, monk
     assert len(calls) == 2  # the third case never started
     saved = json.loads((tmp_path / "quality.json").read_text())
     assert [r["case"]["method"] for r in saved["rows"]] == ["dpo"]
+
+
+def test_trl_baseline_adapts_the_same_top_layers_as_the_backend():
+    # the full tier adapts the top 4 blocks; PEFT refuses layers_to_transform with target_modules="all-linear"
+    # (the SmolLM2 TRL case failed on it), so the config names the layers as mixdpo's backend does
+    from peft import get_peft_model
+
+    from mixdpo.bench.quality_trl import lora_config
+    from mixdpo.policy import PolicyConfig
+    from mixdpo.policy.build import load_base
+
+    model = load_base(PolicyConfig(model="random:llama-tiny")).model
+    depth = model.config.num_hidden_layers
+    peft_model = get_peft_model(model, lora_config({"lora_r": 4, "lora_top_layers": 1}, model))
+    adapted = {
+        n.split(".layers.")[1].split(".")[0] for n, _ in peft_model.named_parameters() if "lora_A" in n
+    }
+    assert adapted == {str(depth - 1)}

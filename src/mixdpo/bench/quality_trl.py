@@ -12,6 +12,7 @@ import torch
 
 from mixdpo.bench.quality import EVAL_KEYS, generation_prompts, read_rows, score_generations
 from mixdpo.bench.quality_cases import QualityCase, QualitySettings
+from mixdpo.experts.lora import linear_module_names
 
 
 def exact_batch_size(n: int, limit: int = 16) -> int:
@@ -20,15 +21,18 @@ def exact_batch_size(n: int, limit: int = 16) -> int:
     return max(d for d in range(1, min(n, limit) + 1) if n % d == 0) if n > 0 else 1
 
 
-def _lora_config(options: dict[str, Any], num_layers: int):
+def lora_config(options: dict[str, Any], model) -> Any:
+    """The PEFT LoraConfig of mixdpo's lora backend for these case options (rank, top layers)."""
     from peft import LoraConfig
 
     top = options.get("lora_top_layers")
+    num_layers = model.config.num_hidden_layers
     return LoraConfig(
         r=options["lora_r"],
         lora_alpha=16,  # MixDPOConfig's lora_alpha default, which the quality cases keep
         lora_dropout=0.0,
-        target_modules="all-linear",
+        # PEFT refuses "all-linear" together with layers_to_transform: name the layers, as the backend does
+        target_modules=linear_module_names(model) if top else "all-linear",
         layers_to_transform=list(range(num_layers - top, num_layers)) if top else None,
         task_type="CAUSAL_LM",
     )
@@ -92,7 +96,7 @@ def run_trl_dpo(
         args=config,
         train_dataset=Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in train]),
         processing_class=loaded.tokenizer,
-        peft_config=_lora_config(options, loaded.model.config.num_hidden_layers),
+        peft_config=lora_config(options, loaded.model),
     )
     trainer.train()
     by_group: dict[str, list[dict]] = defaultdict(list)

@@ -31,7 +31,7 @@ def adapter_name(k: int) -> str:
     return f"expert_{k}"
 
 
-def _linear_module_names(model: nn.Module) -> list[str]:
+def linear_module_names(model: nn.Module) -> list[str]:
     """Leaf names of the linear (and GPT-2 Conv1D) layers except the output head ("all-linear")."""
     head = model.get_output_embeddings()
     names = {
@@ -97,7 +97,7 @@ class LoraExperts(ExpertBackend):
                     raise ConfigError("lora_top_layers", f"must be between 1 and {depth}, got {top_layers}")
                 layers = list(range(depth - top_layers, depth))
                 if isinstance(target_modules, str):  # PEFT wants explicit names with layers_to_transform
-                    target_modules = _linear_module_names(base_model)
+                    target_modules = linear_module_names(base_model)
             lora = LoraConfig(
                 r=r,
                 lora_alpha=alpha,
