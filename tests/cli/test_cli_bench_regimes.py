@@ -32,9 +32,18 @@ def test_bench_regimes_fast_tier(tmp_path):
     bench_md = tmp_path / "BENCHMARKS.md"
     bench_md.write_text("# Benchmarks\n\nkept\n")
     out = tmp_path / "regimes"
+    first = run_cli("bench", "regimes", "--tier", "fast", "--regimes", "few-shot-users", "--output-dir", str(out),
+                    "--update-benchmarks", str(bench_md))  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert "many_users" not in json.loads((out / "regimes.json").read_text())["seeds"]["0"]
+    assert "### Many users, few pairs each" in bench_md.read_text()
+    assert "Not run yet with these settings." in bench_md.read_text()
+
+    # the rest of the tier into the same directory: few-shot-users is kept, many-users runs
     result = run_cli("bench", "regimes", "--tier", "fast", "--output-dir", str(out),
                      "--update-benchmarks", str(bench_md))  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert "few-shot-users, seed 0: measured before, kept" in result.stdout + result.stderr
     document = json.loads((out / "regimes.json").read_text())
     rows = document["seeds"]["0"]["rows"]
     assert {(r["pairs_per_user"], r["method"]) for r in rows} == {
@@ -73,4 +82,12 @@ def test_bench_regimes_fast_tier(tmp_path):
 
     again = run_cli("bench", "regimes", "--tier", "fast", "--output-dir", str(out))
     assert again.returncode == 0, again.stderr
-    assert "seed 0: measured before, kept" in again.stdout + again.stderr
+    assert "many-users, seed 0: measured before, kept" in again.stdout + again.stderr
+    assert "Not run yet" not in bench_md.read_text()
+
+
+def test_bench_regimes_names_an_unknown_regime(tmp_path):
+    result = run_cli("bench", "regimes", "--regimes", "few-shot", "--output-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "unknown ['few-shot']; choose from few-shot-users, many-users" in result.stderr
+    assert "Traceback" not in result.stderr

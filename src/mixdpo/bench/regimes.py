@@ -230,12 +230,28 @@ def run_many_users(settings: RegimeSettings, seed: int, work_dir: Path, log: Log
     return rows
 
 
-def run_regimes(settings: RegimeSettings, out_dir: Path, *, command: str = "", log: Log = print) -> dict:
-    """Run every seed of the regimes (resumable per seed); write ``out_dir/regimes.json``."""
+REGIMES = ("few-shot-users", "many-users")
+_KEYS = {"few-shot-users": "rows", "many-users": "many_users"}
+
+
+def run_regimes(
+    settings: RegimeSettings,
+    out_dir: Path,
+    *,
+    regimes: tuple[str, ...] = REGIMES,
+    command: str = "",
+    log: Log = print,
+) -> dict:
+    """Run ``regimes`` for every seed, resumable per (seed, regime): each is written to
+    ``out_dir/regimes.json`` as soon as it ends, and one measured before with the same settings is kept
+    (so the regimes of a tier can be run one at a time, or seed by seed, into one report)."""
     import shutil
 
     from mixdpo.bench.sections import hardware
 
+    unknown = sorted(set(regimes) - set(REGIMES))
+    if unknown:
+        raise ConfigError("regimes", f"unknown {unknown}; choose from {', '.join(REGIMES)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "regimes.json"
     document: dict[str, Any] = {}
@@ -246,22 +262,20 @@ def run_regimes(settings: RegimeSettings, out_dir: Path, *, command: str = "", l
         document = {"settings": wanted, "seeds": {}}
     document |= {"command": command, "hardware": hardware(("torch", "transformers", "peft")),
                  "hypotheses": HYPOTHESES}  # fmt: skip
+    runners = {"few-shot-users": run_few_shot_users, "many-users": run_many_users}
     for seed in settings.seeds:
-        if str(seed) in document["seeds"]:
-            log(f"seed {seed}: measured before, kept")
-            continue
-        log(f"few-shot-users, seed {seed}")
-        work_dir = out_dir / "runs" / f"s{seed}"
-        start = time.perf_counter()
-        rows = run_few_shot_users(settings, seed, work_dir / "few-shot", log)
-        log(f"many-users, seed {seed}")
-        many = run_many_users(settings, seed, work_dir / "many-users", log)
-        document["seeds"][str(seed)] = {
-            "rows": rows,
-            "many_users": many,
-            "wall_s": time.perf_counter() - start,
-        }
-        shutil.rmtree(work_dir, ignore_errors=True)
-        path.write_text(json.dumps(document, indent=2))
+        measured = document["seeds"].get(str(seed), {"wall_s": 0.0})
+        for regime in regimes:
+            if _KEYS[regime] in measured:
+                log(f"{regime}, seed {seed}: measured before, kept")
+                continue
+            log(f"{regime}, seed {seed}")
+            work_dir = out_dir / "runs" / f"s{seed}" / regime
+            start = time.perf_counter()
+            measured[_KEYS[regime]] = runners[regime](settings, seed, work_dir, log)
+            measured["wall_s"] += time.perf_counter() - start
+            document["seeds"][str(seed)] = measured
+            shutil.rmtree(work_dir, ignore_errors=True)
+            path.write_text(json.dumps(document, indent=2))
     shutil.rmtree(out_dir / "runs", ignore_errors=True)
     return document

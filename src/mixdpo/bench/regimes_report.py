@@ -22,7 +22,7 @@ HOW = {
 def _by_n_method(document: dict[str, Any]) -> dict[tuple[int, str], list[dict]]:
     out: dict[tuple[int, str], list[dict]] = defaultdict(list)
     for seed in document["seeds"].values():
-        for row in seed["rows"]:
+        for row in seed.get("rows", []):
             out[(row["pairs_per_user"], row["method"])].append(row)
     return out
 
@@ -135,6 +135,18 @@ def plot_regimes(document: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
+def _seeds_with(document: dict[str, Any], key: str) -> list[int]:
+    return sorted(int(seed) for seed, measured in document["seeds"].items() if measured.get(key))
+
+
+def _table_or_gap(document: dict[str, Any], key: str, table: str) -> str:
+    """The table with the seeds it covers, or a line saying the regime has not been run."""
+    seeds = _seeds_with(document, key)
+    if not seeds:
+        return "Not run yet with these settings.\n"
+    return f"Seeds measured: {seeds}.\n\n{table}"
+
+
 def regimes_markdown(document: dict[str, Any], image: str | None, tier: str, data: str | None = None) -> str:
     """The regimes report; ``image`` and ``data`` are the plot's and the JSON's paths to link."""
     s = document["settings"]
@@ -153,11 +165,11 @@ def regimes_markdown(document: dict[str, Any], image: str | None, tier: str, dat
         f"(batch 8) and their "
         f"last {s['test_pairs_per_user']} pairs are the held-out test (the same for every n). Mean ± sample "
         f"standard deviation over seeds; a difference within the larger spread (2 points with one seed) "
-        f"is a tie.\n\n{few_shot_table(document)}\n"
+        f"is a tie.\n\n{_table_or_gap(document, 'rows', few_shot_table(document))}\n"
         + (f"![regimes]({image})\n\n" if image else "")
         + f"### Many users, few pairs each\n\n**Hypothesis.** {document['hypotheses']['many-users']}\n\n"
         f"Task `reviews-users` with sizes {s['many_users_sizes']} spread over (fans, critics) = "
         f"{[tuple(g) for g in s['many_users_groups']]}, {s['many_users_steps']} training steps (one epoch) "
         f"per method, otherwise as above; held-out pairs of the same users.\n\n"
-        f"{many_users_table(document)}"
+        f"{_table_or_gap(document, 'many_users', many_users_table(document))}"
     )

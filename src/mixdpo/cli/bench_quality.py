@@ -37,13 +37,13 @@ examples:
 """
 
 
-def _names(text: str) -> list[str]:
+def parse_names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
 def parse_ints(text: str) -> list[int]:
     try:
-        return [int(v) for v in _names(text)]
+        return [int(v) for v in parse_names(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
@@ -79,14 +79,14 @@ def add_quality_arguments(sub) -> None:
     quality.add_argument(
         "--suite", choices=("main", "ablations"), default="main", help="the methods (main) or ablations"
     )
-    quality.add_argument("--tasks", type=_names, help="only these tasks, e.g. personas,cross-domain")
+    quality.add_argument("--tasks", type=parse_names, help="only these tasks, e.g. personas,cross-domain")
     quality.add_argument(
         "--methods",
-        type=_names,
+        type=parse_names,
         help="only these methods: dpo, mix-dpo, moe-dpo, cond-dpo, oracle-dpo, trl-dpo",
     )
-    quality.add_argument("--variants", type=_names, help="only these ablations, e.g. 'K=4,hard E-step'")
-    quality.add_argument("--models", type=_names, help="these model specs instead of the tier's")
+    quality.add_argument("--variants", type=parse_names, help="only these ablations, e.g. 'K=4,hard E-step'")
+    quality.add_argument("--models", type=parse_names, help="these model specs instead of the tier's")
     quality.add_argument("--seeds", type=parse_ints, help="these seeds instead of the tier's, e.g. 0,1,2")
     quality.add_argument("--max-steps", type=int, help="training steps per case (default: the tier's)")
     quality.add_argument("--generation-prompts", type=int, help="held-out prompts to generate from (0: none)")

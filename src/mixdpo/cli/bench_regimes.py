@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mixdpo.cli.bench_quality import add_update_benchmarks, invoked_command, parse_ints
+from mixdpo.cli.bench_quality import add_update_benchmarks, invoked_command, parse_ints, parse_names
 
 DESCRIPTION = """\
 Regimes where a latent mixture should have an edge, each with a stated hypothesis and the measured answer.
@@ -17,11 +17,13 @@ training users of reviews-users; users never seen in training then bring n label
 same pairs; both are scored on the new users' held-out pairs. n = 0 is the unknown-user case.
 
 Writes OUTPUT_DIR/regimes.json, regimes.md and regimes.png, and with --update-benchmarks the regimes
-section of BENCHMARKS.md. Resumable per seed.
+section of BENCHMARKS.md. Resumable per seed and regime: run the regimes of a tier one at a time
+(--regimes), or seed by seed, into one directory and the report covers them all.
 
 examples:
   mixdpo bench regimes --tier fast
   mixdpo bench regimes --tier full --update-benchmarks
+  mixdpo bench regimes --tier full --regimes few-shot-users --seeds 0 --update-benchmarks
 """
 
 
@@ -35,6 +37,9 @@ def add_regimes_arguments(sub) -> None:
     regimes.add_argument("--tier", choices=("fast", "full"), default="fast", help="case set (default fast)")
     regimes.add_argument("--model", help="base model spec instead of the tier's")
     regimes.add_argument("--seeds", type=parse_ints, help="these seeds instead of the tier's, e.g. 0,1,2")
+    regimes.add_argument(
+        "--regimes", type=parse_names, help="only these regimes: few-shot-users, many-users (default both)"
+    )
     regimes.add_argument("--output-dir", type=Path, help="default bench/regimes-TIER")
     add_update_benchmarks(regimes, "regimes")
 
@@ -42,7 +47,7 @@ def add_regimes_arguments(sub) -> None:
 def run_regimes_command(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from mixdpo.bench.regimes import regime_tier, run_regimes
+    from mixdpo.bench.regimes import REGIMES, regime_tier, run_regimes
     from mixdpo.bench.regimes_report import SECTION_BEGIN, SECTION_END, plot_regimes, regimes_markdown
     from mixdpo.bench.sections import publish, replace_section
 
@@ -53,7 +58,7 @@ def run_regimes_command(args: argparse.Namespace) -> int:
         settings = replace(settings, seeds=tuple(args.seeds))
     out_dir = args.output_dir or Path("bench") / f"regimes-{args.tier}"
     command = invoked_command(f"mixdpo bench regimes --tier {args.tier}")
-    document = run_regimes(settings, out_dir, command=command)
+    document = run_regimes(settings, out_dir, regimes=tuple(args.regimes or REGIMES), command=command)
     plot = plot_regimes(document, out_dir / "regimes.png")
     (out_dir / "regimes.md").write_text(regimes_markdown(document, plot.name if plot else None, args.tier))
     if args.update_benchmarks is not None:
