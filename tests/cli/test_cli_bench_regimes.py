@@ -32,8 +32,8 @@ def test_bench_regimes_fast_tier(tmp_path):
     bench_md = tmp_path / "BENCHMARKS.md"
     bench_md.write_text("# Benchmarks\n\nkept\n")
     out = tmp_path / "regimes"
-    first = run_cli("bench", "regimes", "--tier", "fast", "--regimes", "few-shot-users", "--output-dir", str(out),
-                    "--update-benchmarks", str(bench_md))  # fmt: skip
+    first = run_cli("bench", "regimes", "--tier", "fast", "--regimes", "few-shot-users",
+                    "--output-dir", str(out), "--update-benchmarks", str(bench_md))  # fmt: skip
     assert first.returncode == 0, first.stderr
     assert "many_users" not in json.loads((out / "regimes.json").read_text())["seeds"]["0"]
     assert "### Many users, few pairs each" in bench_md.read_text()
