@@ -258,9 +258,17 @@ def run_regimes(
     if path.is_file():
         document = json.loads(path.read_text())
     wanted = json.loads(json.dumps(settings.to_dict()))  # as stored: tuples are lists in JSON
-    if document.get("settings") != wanted:
+
+    def _same(stored: dict | None) -> bool:  # seeds may be run one by one into one document
+        return stored is not None and {**stored, "seeds": None} == {**wanted, "seeds": None}
+
+    if not _same(document.get("settings")):
         document = {"settings": wanted, "seeds": {}}
-    document |= {"command": command, "hardware": hardware(("torch", "transformers", "peft")),
+    wanted["seeds"] = sorted(set(document["settings"]["seeds"]) | set(wanted["seeds"]))
+    document["settings"] = wanted
+    earlier = [c for c in document.get("commands", [document.get("command", "")]) if c and c != command]
+    document |= {"command": command, "commands": [*earlier, command],
+                 "hardware": hardware(("torch", "transformers", "peft")),
                  "hypotheses": HYPOTHESES}  # fmt: skip
     runners = {"few-shot-users": run_few_shot_users, "many-users": run_many_users}
     for seed in settings.seeds:

@@ -147,6 +147,13 @@ def _table_or_gap(document: dict[str, Any], key: str, table: str) -> str:
     return f"Seeds measured: {seeds}.\n\n{table}"
 
 
+def _commands(document: dict[str, Any]) -> str:
+    commands = document.get("commands") or [document["command"]]
+    if len(commands) == 1:
+        return f"Command: `{commands[0]}`"
+    return "Commands, run one after another into the same directory: " + ", ".join(f"`{c}`" for c in commands)
+
+
 def regimes_markdown(document: dict[str, Any], image: str | None, tier: str, data: str | None = None) -> str:
     """The regimes report; ``image`` and ``data`` are the plot's and the JSON's paths to link."""
     s = document["settings"]
@@ -154,11 +161,11 @@ def regimes_markdown(document: dict[str, Any], image: str | None, tier: str, dat
     q = s["quality"]
     return (
         f"## Regimes where a mixture should win ({tier} tier)\n\n"
-        f"Command: `{document['command']}` (wall time {wall / 60:.1f} min over {len(document['seeds'])} "
-        f"seed(s){f'; every row: `{data}`' if data else ''})\n\n"
+        f"{_commands(document)} (wall time {wall / 60:.1f} min in all"
+        f"{f'; every row: `{data}`' if data else ''})\n\n"
         f"Hardware and versions: {document['hardware']}.\n\n"
         f"### Few-shot new users\n\n**Hypothesis.** {document['hypotheses']['few-shot-users']}\n\n"
-        f"Model `{s['model']}`, seeds {list(s['seeds'])}; task `reviews-users` with sizes {s['task_sizes']}; "
+        f"Model `{s['model']}`; task `reviews-users` with sizes {s['task_sizes']}; "
         f"MoE-DPO (K = 2, user gate), conditioned DPO and plain DPO each train {q['max_steps']} steps of "
         f"{q['batch']} pairs (LoRA r={q['lora_r']}, beta={q['beta']}) on the training users; then every "
         f"new user's first n pairs are used for {s['personalize_epochs']:g} epochs of personalisation "

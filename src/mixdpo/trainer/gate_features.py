@@ -1,0 +1,76 @@
+"""Standardising the prompt gate's features on the training prompts, once, before the first step.
+
+A prompt gate reads (phi(x) - mu) / sigma (see :class:`mixdpo.gating.PromptGate`); mu and sigma [H] come
+from the features of the training set's prompts: from the precomputed reference table when it holds them
+(no extra forward pass), otherwise from one no-grad pass of the frozen feature model over the prompts.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mixdpo.batch import PROMPT_ATTENTION_MASK, PROMPT_INPUT_IDS
+from mixdpo.gating import PromptGate
+from mixdpo.reference import ReferenceTable
+
+logger = logging.getLogger(__name__)
+
+
+def unfitted_prompt_gates(gate: torch.nn.Module) -> list[PromptGate]:
+    """The prompt gates inside ``gate`` (itself, or the prompt part of a prompt+user gate) not yet fitted."""
+    return [module for module in gate.modules() if isinstance(module, PromptGate) and not module.fitted]
+
+
+@torch.no_grad()
+def _features_from_pass(trainer, dataset: Dataset) -> torch.Tensor:
+    """[N, H] prompt features of every row of ``dataset`` from the policy's frozen feature model."""
+    policy = trainer.policy
+    loader = DataLoader(
+        dataset,
+        batch_size=trainer.args.per_device_eval_batch_size,
+        shuffle=False,
+        collate_fn=trainer.data_collator,
+    )
+    was_training = policy.training
+    policy.eval()
+    try:
+        with torch.random.fork_rng(devices=[]):  # as the reference pass: leave the training RNG alone
+            parts = []
+            for batch in loader:
+                batch = trainer._prepare_inputs(batch)
+                parts.append(
+                    policy.backend.prompt_features(batch[PROMPT_INPUT_IDS], batch[PROMPT_ATTENTION_MASK])
+                )
+    finally:
+        policy.train(was_training)
+    return torch.cat(parts).float().cpu()
+
+
+def fit_prompt_gate_features(trainer, dataset: Dataset | None, table: ReferenceTable | None) -> None:
+    """Fit mu, sigma of every unfitted prompt gate of ``trainer.policy`` on ``dataset``'s prompts.
+
+    A gate fitted before (a resumed or continued policy) keeps its statistics: refitting would change the
+    function it learned. Every process computes the same statistics from the same rows.
+    """
+    from mixdpo.trainer.distributed import parameters_sharded
+
+    gates = unfitted_prompt_gates(trainer.policy.gate)
+    if not gates or dataset is None or len(dataset) < 2:
+        return
+    if table is not None and table.prompt_features is not None:
+        features = table.prompt_features.float()
+    elif parameters_sharded(trainer):
+        logger.warning(
+            "the prompt gate's features are not standardised: no process holds the feature model whole "
+            "before training (parameters sharded) and reference log-probs are not precomputed; the gate "
+            "reads layer-normalised features only and may not learn to route"
+        )
+        return
+    else:
+        features = _features_from_pass(trainer, dataset)
+    for gate in gates:
+        gate.fit_feature_statistics(features)
+    logger.info("prompt gate: features standardised on %d training prompts", len(features))

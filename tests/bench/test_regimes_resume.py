@@ -1,0 +1,65 @@
+"""``run_regimes`` resumes per (seed, regime): regimes and seeds run one at a time land in one document,
+and a change of settings (other than the seeds) starts it afresh. The regimes themselves are replaced by
+recorders here; ``tests/cli/test_cli_bench_regimes.py`` runs them for real."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mixdpo.bench import regimes
+from mixdpo.bench.regimes import regime_tier, run_regimes
+from mixdpo.bench.regimes_report import regimes_markdown
+from mixdpo.errors import ConfigError
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    made: list[tuple[str, int]] = []
+    rows = {
+        "few": {"method": "dpo", "pairs_per_user": 0, "accuracy": 0.5, "per_group": {"fans": 0.5},
+                "parameters_per_user": 0, "shared_parameters": 0, "personalize_s": 0.0},
+        "many": {"method": "dpo", "users": 6, "pairs_per_user": 4.0, "accuracy": 0.5,
+                 "per_group": {"fans": 0.5}, "train_s": 1.0},
+    }  # fmt: skip
+
+    def recorder(name):
+        def run(settings, seed, work_dir, log):
+            made.append((name, seed))
+            return [{"seed": seed, **rows[name]}]
+
+        return run
+
+    monkeypatch.setattr(regimes, "run_few_shot_users", recorder("few"))
+    monkeypatch.setattr(regimes, "run_many_users", recorder("many"))
+    return made
+
+
+def test_seeds_and_regimes_run_one_at_a_time_share_one_document(tmp_path, calls):
+    from dataclasses import replace
+
+    tier = regime_tier("fast")
+    run_regimes(replace(tier, seeds=(0,)), tmp_path, regimes=("few-shot-users",), command="a", log=print)
+    run_regimes(replace(tier, seeds=(1,)), tmp_path, regimes=("few-shot-users",), command="b", log=print)
+    document = run_regimes(replace(tier, seeds=(0, 1)), tmp_path, command="c", log=print)
+    assert calls == [("few", 0), ("few", 1), ("many", 0), ("many", 1)]
+    assert json.loads((tmp_path / "regimes.json").read_text()) == document
+    assert sorted(document["seeds"]) == ["0", "1"]
+    assert all({"rows", "many_users", "wall_s"} <= set(measured) for measured in document["seeds"].values())
+    assert document["commands"] == ["a", "b", "c"]
+    assert document["settings"]["seeds"] == [0, 1]
+    assert "Commands, run one after another into the same directory: `a`, `b`, `c`" in regimes_markdown(
+        document, None, "fast"
+    )
+
+    # another model is another benchmark: nothing is kept
+    document = run_regimes(replace(tier, model="random:llama-1m", seeds=(0,)), tmp_path, log=print)
+    assert calls[-2:] == [("few", 0), ("many", 0)]
+    assert list(document["seeds"]) == ["0"]
+
+
+def test_unknown_regime_is_a_config_error(tmp_path, calls):
+    with pytest.raises(ConfigError, match="unknown \\['steer'\\]"):
+        run_regimes(regime_tier("fast"), tmp_path, regimes=("steer",), log=print)
+    assert calls == []
