@@ -1,8 +1,10 @@
-"""Standardising the prompt gate's features on the training prompts, once, before the first step.
+"""Standardising the prompt gate's features on the training prompts, once, as training begins.
 
 A prompt gate reads (phi(x) - mu) / sigma (see :class:`mixdpo.gating.PromptGate`); mu and sigma [H] come
 from the features of the training set's prompts: from the precomputed reference table when it holds them
 (no extra forward pass), otherwise from one no-grad pass of the frozen feature model over the prompts.
+It runs at ``on_train_begin``: after a resumed checkpoint has restored fitted statistics, and after the
+model is wrapped, so that under DeepSpeed ZeRO-3 the pass gathers each layer's weights as a forward does.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+from transformers import TrainerCallback
 
 from mixdpo.batch import PROMPT_ATTENTION_MASK, PROMPT_INPUT_IDS
 from mixdpo.gating import PromptGate
@@ -55,18 +58,19 @@ def fit_prompt_gate_features(trainer, dataset: Dataset | None, table: ReferenceT
     A gate fitted before (a resumed or continued policy) keeps its statistics: refitting would change the
     function it learned. Every process computes the same statistics from the same rows.
     """
-    from mixdpo.trainer.distributed import parameters_sharded
+    from mixdpo.trainer.distributed import launch_sharding
 
     gates = unfitted_prompt_gates(trainer.policy.gate)
     if not gates or dataset is None or len(dataset) < 2:
         return
     if table is not None and table.prompt_features is not None:
         features = table.prompt_features.float()
-    elif parameters_sharded(trainer):
+    elif launch_sharding(trainer)[0]:
+        # FSDP gathers weights only inside the wrapped model's forward, which this pass does not go through
         logger.warning(
-            "the prompt gate's features are not standardised: no process holds the feature model whole "
-            "before training (parameters sharded) and reference log-probs are not precomputed; the gate "
-            "reads layer-normalised features only and may not learn to route"
+            "the prompt gate's features are not standardised: under FSDP they come from the precomputed "
+            "reference table, and precompute_ref_log_probs is off; the gate reads layer-normalised features "
+            "only and may not learn to route"
         )
         return
     else:
@@ -74,3 +78,14 @@ def fit_prompt_gate_features(trainer, dataset: Dataset | None, table: ReferenceT
     for gate in gates:
         gate.fit_feature_statistics(features)
     logger.info("prompt gate: features standardised on %d training prompts", len(features))
+
+
+class StandardiseGateFeatures(TrainerCallback):
+    """Runs :func:`fit_prompt_gate_features` on the trainer's training set when training begins."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        trainer = self.trainer
+        fit_prompt_gate_features(trainer, trainer.train_dataset, trainer._active_table.get("train"))

@@ -34,7 +34,7 @@ from mixdpo.trainer import checkpoints, distributed
 from mixdpo.trainer.callbacks import CompactPrinterCallback, CompactProgressCallback, MetricsJsonlCallback
 from mixdpo.trainer.collapse import ApplyCollapseActions, CollapseEvent, CollapseMonitor
 from mixdpo.trainer.config import MixDPOConfig
-from mixdpo.trainer.gate_features import fit_prompt_gate_features
+from mixdpo.trainer.gate_features import StandardiseGateFeatures
 from mixdpo.trainer.guards import InterruptHandler, NonFiniteGuard
 from mixdpo.trainer.schedule import ObjectiveSchedule
 
@@ -127,6 +127,7 @@ class MixDPOTrainer(Trainer):
         self.add_callback(self.interrupt)
         self.add_callback(self.nonfinite)
         self.add_callback(ApplyCollapseActions(self))
+        self.add_callback(StandardiseGateFeatures(self))
         self.collapse = None
         if args.collapse_action != "off":
             self.collapse = CollapseMonitor(
@@ -207,7 +208,6 @@ class MixDPOTrainer(Trainer):
 
     def get_train_dataloader(self) -> DataLoader:
         self._active_table["train"] = self.reference_table(self.train_dataset)
-        fit_prompt_gate_features(self, self.train_dataset, self._active_table["train"])
         return super().get_train_dataloader()
 
     def get_eval_dataloader(self, eval_dataset: Dataset | str | None = None) -> DataLoader:
