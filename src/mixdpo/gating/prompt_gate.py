@@ -17,12 +17,13 @@ class PromptGate(Gate):
     phi defaults to the mean-pooled last hidden state of the frozen reference model over the prompt tokens
     (no extra model; cacheable with the reference log-probs), or embeddings from a separate sentence
     encoder. mu, sigma [H] are the per-feature mean and standard deviation over the training prompts
-    (:meth:`fit_feature_statistics`; the trainer calls it once before the first step). Why: pooled hidden
+    (:meth:`fit_feature_statistics`; the trainer calls it once as training begins). Why: pooled hidden
     states of a language model share one large common component (a few massive dimensions), and what
     tells two prompts apart is small beside it; a per-sample layer norm keeps that common component, so
     a gate reading it sees nearly the same input for every prompt (measured: with the domain labels
     given, 40 steps of 8 prompts routed 50% of cross-domain's held-out prompts right, on SmolLM2-135M
-    and on a random Llama alike; standardised first, 91%). The layer norm (no affine) then keeps the
+    and on a random Llama alike; standardised first, 91% and 79%: ``scripts/probe_gate_features.py``). The
+    layer norm (no affine) then keeps the
     gate's learning rate independent of the scale of the features. Until fitted, mu = 0 and sigma = 1.
     The last layer starts at zero, so the gate starts uniform (w_k = 1/K) for every prompt.
 
