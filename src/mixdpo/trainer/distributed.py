@@ -25,6 +25,13 @@ logger = logging.getLogger(__name__)
 _BUCKET_ELEMENTS = 25 * 2**20
 
 
+def launch_name(*, fsdp: bool, zero_stage: int | None) -> str | None:
+    """``FSDP``, ``DeepSpeed ZeRO-N`` or None (one process, DDP): how messages name a launch."""
+    if fsdp:
+        return "FSDP"
+    return None if zero_stage is None else f"DeepSpeed ZeRO-{zero_stage}"
+
+
 def check_backend_supported(backend: str, *, fsdp: bool, zero_stage: int | None) -> None:
     """Raise :class:`ConfigError` for a backend that cannot run under the launch's parameter sharding.
 
@@ -33,7 +40,7 @@ def check_backend_supported(backend: str, *, fsdp: bool, zero_stage: int | None)
         fsdp: the run is launched with FSDP.
         zero_stage: the DeepSpeed ZeRO stage, None without DeepSpeed.
     """
-    sharded = "FSDP" if fsdp else ("DeepSpeed ZeRO-3" if zero_stage == 3 else None)
+    sharded = launch_name(fsdp=fsdp, zero_stage=zero_stage) if fsdp or zero_stage == 3 else None
     if backend == "heads" and sharded is not None:
         raise ConfigError(
             "backend",
@@ -49,9 +56,9 @@ def check_sequential_supported(sequential_experts: bool, *, fsdp: bool, zero_sta
     Its per-expert backward passes nest inside the step's backward. Under DDP that is handled here (see
     :func:`sequential_experts_gradient_sync`); FSDP and DeepSpeed reduce gradients from their own backward
     hooks and end-of-backward callbacks, which nested passes would fire early."""
-    if not sequential_experts or not (fsdp or zero_stage is not None):
+    launch = launch_name(fsdp=fsdp, zero_stage=zero_stage)
+    if not sequential_experts or launch is None:
         return
-    launch = "FSDP" if fsdp else f"DeepSpeed ZeRO-{zero_stage}"
     raise ConfigError(
         "sequential_experts",
         f"is not supported under {launch} (its nested per-expert backward passes would trigger the gradient "
@@ -80,8 +87,9 @@ def configure_for_launch(trainer) -> None:
     fsdp, zero_stage = launch_sharding(trainer)
     check_backend_supported(trainer.policy.policy_config.backend, fsdp=fsdp, zero_stage=zero_stage)
     check_sequential_supported(args.sequential_experts, fsdp=fsdp, zero_stage=zero_stage)
-    if fsdp or zero_stage is not None:
-        logger.info("parameters sharded with %s", "FSDP" if fsdp else f"DeepSpeed ZeRO-{zero_stage}")
+    launch = launch_name(fsdp=fsdp, zero_stage=zero_stage)
+    if launch is not None:
+        logger.info("parameters sharded with %s", launch)
     if zero_stage == 3 and args.precompute_ref_log_probs:
         logger.info(
             "DeepSpeed ZeRO-3: reference log-probs computed in each step (precompute_ref_log_probs off)"
