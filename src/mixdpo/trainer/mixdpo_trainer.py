@@ -227,7 +227,7 @@ class MixDPOTrainer(Trainer):
                 total_steps=max(self.state.max_steps, 1),
                 estep_warmup_steps=args.estep_warmup_steps,
                 estep_warmup_mode=args.estep_warmup_mode,
-                gate_warmup_steps=args.gate_warmup_steps,
+                gate_warmup_steps=args.resolved_gate_warmup_steps(),
                 final_temperature=args.estep_final_temperature,
                 anneal_steps=args.estep_anneal_steps,
                 schedule=args.estep_schedule,
