@@ -23,8 +23,8 @@ class PromptGate(Gate):
     a gate reading it sees nearly the same input for every prompt (measured: with the domain labels
     given, 40 steps of 8 prompts routed 50% of cross-domain's held-out prompts right, on SmolLM2-135M
     and on a random Llama alike; standardised first, 91% and 79%: ``scripts/probe_gate_features.py``). The
-    layer norm (no affine) then keeps the
-    gate's learning rate independent of the scale of the features. Until fitted, mu = 0 and sigma = 1.
+    layer norm (no affine) then keeps the gate's learning rate independent of the scale of the features.
+    Until fitted, mu = 0 and sigma = 1.
     The last layer starts at zero, so the gate starts uniform (w_k = 1/K) for every prompt.
 
     Args:

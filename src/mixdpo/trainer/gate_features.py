@@ -18,6 +18,7 @@ from transformers import TrainerCallback
 from mixdpo.batch import PROMPT_ATTENTION_MASK, PROMPT_INPUT_IDS
 from mixdpo.gating import PromptGate
 from mixdpo.reference import ReferenceTable
+from mixdpo.trainer.distributed import launch_sharding
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +59,6 @@ def fit_prompt_gate_features(trainer, dataset: Dataset | None, table: ReferenceT
     A gate fitted before (a resumed or continued policy) keeps its statistics: refitting would change the
     function it learned. Every process computes the same statistics from the same rows.
     """
-    from mixdpo.trainer.distributed import launch_sharding
-
     gates = unfitted_prompt_gates(trainer.policy.gate)
     if not gates or dataset is None or len(dataset) < 2:
         return
