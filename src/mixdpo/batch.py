@@ -18,6 +18,8 @@ Optional keys:
 - ``user_features``    FloatTensor [B, F]: numeric user features
 - ``ref_chosen_logps``, ``ref_rejected_logps``  [B] or [B, K]: precomputed reference log-probs
 - ``prompt_features``  FloatTensor [B, H]: precomputed prompt-gate features
+- ``policy_chosen_logps``, ``policy_rejected_logps``  [B, K]: precomputed log-probs of *frozen* experts
+                       (gate-only training); the policy then runs no expert forward pass
 - ``example_index``    LongTensor [B]: row of each pair in its dataset (for caches)
 - ``group``            LongTensor [B]: hidden group label, only for evaluation (never used in training)
 
@@ -37,6 +39,8 @@ USER_FEATURES = "user_features"
 REF_CHOSEN_LOGPS = "ref_chosen_logps"
 REF_REJECTED_LOGPS = "ref_rejected_logps"
 PROMPT_FEATURES = "prompt_features"
+POLICY_CHOSEN_LOGPS = "policy_chosen_logps"
+POLICY_REJECTED_LOGPS = "policy_rejected_logps"
 EXAMPLE_INDEX = "example_index"
 GROUP = "group"
 

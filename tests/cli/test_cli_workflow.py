@@ -63,6 +63,7 @@ def test_eval_generate_and_personalize_on_the_trained_run(trained_run, small_tas
     assert summary["new_users"]
     assert summary["expert_parameters_trained"] == 0
     assert summary["parameters_per_new_user"] == 2
+    assert summary["experts_scored_once"]  # frozen experts: looked up, not run in every step
     # The experts are untouched: the adapters in the personalised policy equal the original ones.
     for k in range(2):
         before = load_file(trained_run / "policy" / "experts" / f"expert_{k}" / "adapter_model.safetensors")
@@ -84,6 +85,7 @@ def test_personalize_can_fine_tune_the_experts_instead(trained_run, small_task, 
     assert summary["gate_parameters_trained"] == 0
     assert summary["expert_parameters_trained"] > 0
     assert summary["parameters_per_new_user"] is None  # shared parameters, no per-user ones
+    assert not summary["experts_scored_once"]
     before = load_file(trained_run / "policy" / "experts" / "expert_0" / "adapter_model.safetensors")
     after = load_file(out / "policy" / "experts" / "expert_0" / "adapter_model.safetensors")
     assert any(not (before[n] == after[n]).all() for n in before)

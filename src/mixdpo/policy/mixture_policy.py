@@ -24,6 +24,8 @@ from mixdpo.batch import (
     ATTENTION_MASK,
     COMPLETION_MASK,
     INPUT_IDS,
+    POLICY_CHOSEN_LOGPS,
+    POLICY_REJECTED_LOGPS,
     PROMPT_ATTENTION_MASK,
     PROMPT_FEATURES,
     PROMPT_INPUT_IDS,
@@ -177,23 +179,31 @@ class MixturePolicy(nn.Module):
         )
 
     def forward(self, batch: dict[str, torch.Tensor]) -> PolicyOutputs:
-        """Policy and reference log-probs of chosen/rejected and gate logits of a ``mixdpo.batch`` batch."""
+        """Policy and reference log-probs of chosen/rejected and gate logits of a ``mixdpo.batch`` batch.
+
+        Precomputed columns in the batch replace forward passes: ``ref_*_logps`` the references',
+        ``policy_*_logps`` the experts' (only valid while the experts are frozen, e.g. gate-only refits).
+        """
         ids, mask, completion = batch[INPUT_IDS], batch[ATTENTION_MASK], batch[COMPLETION_MASK]
         gate_logits = self.gate(self.gate_inputs(batch))
+        frozen = POLICY_CHOSEN_LOGPS in batch
         if REF_CHOSEN_LOGPS in batch:
             ref_c, ref_r = batch[REF_CHOSEN_LOGPS], batch[REF_REJECTED_LOGPS]
             if ref_c.dim() == 1:
                 ref_c, ref_r = ref_c[:, None], ref_r[:, None]
-            logps = self._expert_logps(ids, mask, completion)
-        elif isinstance(self.backend, HeadsExperts):
+            logps = None if frozen else self._expert_logps(ids, mask, completion)
+        elif isinstance(self.backend, HeadsExperts) and not frozen:
             logps, ref = self.backend.forward_with_reference(ids, mask, completion)
             ref_c, ref_r = split_chosen_rejected(ref)
         else:
             # Reference first: the lora backend keeps the policy forward's adapter routing in place for a
             # backward that recomputes activations (gradient checkpointing).
             ref_c, ref_r = split_chosen_rejected(self.backend.reference_logps(ids, mask, completion))
-            logps = self._expert_logps(ids, mask, completion)
-        chosen, rejected = split_chosen_rejected(logps)
+            logps = None if frozen else self._expert_logps(ids, mask, completion)
+        if frozen:
+            chosen, rejected = batch[POLICY_CHOSEN_LOGPS], batch[POLICY_REJECTED_LOGPS]
+        else:
+            chosen, rejected = split_chosen_rejected(logps)
         return PolicyOutputs(chosen, rejected, ref_c, ref_r, gate_logits)
 
     def _expert_logps(self, ids: torch.Tensor, mask: torch.Tensor, completion: torch.Tensor) -> torch.Tensor:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from transformers import TrainerCallback
 
 from mixdpo.batch import PROMPT_ATTENTION_MASK, PROMPT_INPUT_IDS
 from mixdpo.gating import PromptGate
 from mixdpo.reference import ReferenceTable
+from mixdpo.trainer.dataset_pass import no_grad_batches
 from mixdpo.trainer.distributed import launch_sharding
 
 logger = logging.getLogger(__name__)
@@ -28,28 +29,13 @@ def unfitted_prompt_gates(gate: torch.nn.Module) -> list[PromptGate]:
     return [module for module in gate.modules() if isinstance(module, PromptGate) and not module.fitted]
 
 
-@torch.no_grad()
 def _features_from_pass(trainer, dataset: Dataset) -> torch.Tensor:
     """[N, H] prompt features of every row of ``dataset`` from the policy's frozen feature model."""
-    policy = trainer.policy
-    loader = DataLoader(
-        dataset,
-        batch_size=trainer.args.per_device_eval_batch_size,
-        shuffle=False,
-        collate_fn=trainer.data_collator,
-    )
-    was_training = policy.training
-    policy.eval()
-    try:
-        with torch.random.fork_rng(devices=[]):  # as the reference pass: leave the training RNG alone
-            parts = []
-            for batch in loader:
-                batch = trainer._prepare_inputs(batch)
-                parts.append(
-                    policy.backend.prompt_features(batch[PROMPT_INPUT_IDS], batch[PROMPT_ATTENTION_MASK])
-                )
-    finally:
-        policy.train(was_training)
+    backend = trainer.policy.backend
+    parts = [
+        backend.prompt_features(batch[PROMPT_INPUT_IDS], batch[PROMPT_ATTENTION_MASK])
+        for batch in no_grad_batches(trainer, dataset)
+    ]
     return torch.cat(parts).float().cpu()
 
 

@@ -34,6 +34,7 @@ from mixdpo.trainer import checkpoints, distributed
 from mixdpo.trainer.callbacks import CompactPrinterCallback, CompactProgressCallback, MetricsJsonlCallback
 from mixdpo.trainer.collapse import ApplyCollapseActions, CollapseEvent, CollapseMonitor
 from mixdpo.trainer.config import MixDPOConfig
+from mixdpo.trainer.frozen_experts import FrozenExpertScores
 from mixdpo.trainer.gate_features import StandardiseGateFeatures
 from mixdpo.trainer.guards import InterruptHandler, NonFiniteGuard
 from mixdpo.trainer.schedule import ObjectiveSchedule
@@ -138,6 +139,7 @@ class MixDPOTrainer(Trainer):
         self.reference_cache = reference_cache or ReferenceCache(args.reference_cache_dir)
         self._reference_tables: dict[int, ReferenceTable] = {}
         self._active_table: dict[str, ReferenceTable | None] = {"train": None, "eval": None}
+        self.frozen_experts = FrozenExpertScores(self)
         self._metrics: dict[str, dict[str, list[float]]] = {
             "train": defaultdict(list),
             "eval": defaultdict(list),
@@ -208,6 +210,7 @@ class MixDPOTrainer(Trainer):
 
     def get_train_dataloader(self) -> DataLoader:
         self._active_table["train"] = self.reference_table(self.train_dataset)
+        self.frozen_experts.activate("train", self.train_dataset)
         return super().get_train_dataloader()
 
     def get_eval_dataloader(self, eval_dataset: Dataset | str | None = None) -> DataLoader:
@@ -215,6 +218,7 @@ class MixDPOTrainer(Trainer):
         if isinstance(eval_dataset, str) and isinstance(self.eval_dataset, dict):
             dataset = self.eval_dataset[eval_dataset]
         self._active_table["eval"] = self.reference_table(dataset) if dataset is not None else None
+        self.frozen_experts.activate("eval", dataset)
         return super().get_eval_dataloader(eval_dataset)
 
     # --- the EM step ---------------------------------------------------------------------------------
@@ -254,7 +258,7 @@ class MixDPOTrainer(Trainer):
         table = self._active_table[mode]
         if table is not None:
             inputs = attach_reference(inputs, table)
-        out = model(inputs)
+        out = model(self.frozen_experts.attach(inputs, mode))
         step = self.state.global_step
         settings = self.schedule().at(step)
         result = mix_dpo_objective(

@@ -97,6 +97,8 @@ def personalize_run(
         "gate_parameters_trained": gate_trained,
         "expert_parameters_trained": experts_trained,
         "wall_time_s": seconds,
+        # gate-only refits score the frozen experts once instead of in every step
+        "experts_scored_once": trainer.frozen_experts.passes > 0,
         "pairs": len(dataset),
     }
     if eval_data is not None:
