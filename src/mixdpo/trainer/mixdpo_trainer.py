@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 from transformers import Trainer
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -34,6 +33,7 @@ from mixdpo.trainer import checkpoints, distributed
 from mixdpo.trainer.callbacks import CompactPrinterCallback, CompactProgressCallback, MetricsJsonlCallback
 from mixdpo.trainer.collapse import ApplyCollapseActions, CollapseEvent, CollapseMonitor
 from mixdpo.trainer.config import MixDPOConfig
+from mixdpo.trainer.dataset_pass import no_grad_batches
 from mixdpo.trainer.frozen_experts import FrozenExpertScores
 from mixdpo.trainer.gate_features import StandardiseGateFeatures
 from mixdpo.trainer.guards import InterruptHandler, NonFiniteGuard
@@ -179,32 +179,17 @@ class MixDPOTrainer(Trainer):
             return self._reference_tables[id(dataset)]
         policy = self.policy
         key = policy.reference_key(dataset.fingerprint, dataset.settings.to_dict())
-        loader = DataLoader(
-            dataset,
-            batch_size=self.args.per_device_eval_batch_size,
-            shuffle=False,
-            collate_fn=self.data_collator,
-        )
-        was_training = policy.training
-        policy.eval()
-        show = not self.args.disable_tqdm and self.is_world_process_zero()
-        score_fn = policy.reference_score_fn()
-        # Iterating a DataLoader draws a seed from the global RNG: fork it, so that a cache miss and a
-        # cache hit leave the same RNG state behind (otherwise a run that computed its references and one
-        # that loaded them would sample different Gumbel noise and user dropout).
         # With several processes the first computes and writes the cache entry while the others wait at a
-        # barrier, then load it: the references are computed once, not once per process.
-        try:
-            with torch.random.fork_rng(devices=[]), self.args.main_process_first(desc="reference log-probs"):
-                table = self.reference_cache.get_or_compute(
-                    key,
-                    lambda batch: score_fn(self._prepare_inputs(batch)),
-                    lambda: tqdm(loader, desc="reference log-probs (once per dataset)", disable=not show),
-                    len(dataset),
-                    require_prompt_features=policy.gate.needs_prompt_features,
-                )
-        finally:
-            policy.train(was_training)
+        # barrier, then load it: the references are computed once, not once per process. The pass forks
+        # the RNG, so a cache miss and a cache hit leave the same RNG state behind.
+        with self.args.main_process_first(desc="reference log-probs"):
+            table = self.reference_cache.get_or_compute(
+                key,
+                policy.reference_score_fn(),
+                lambda: no_grad_batches(self, dataset, desc="reference log-probs (once per dataset)"),
+                len(dataset),
+                require_prompt_features=policy.gate.needs_prompt_features,
+            )
         self._reference_tables[id(dataset)] = table
         return table
 
