@@ -53,13 +53,40 @@ def test_seeds_and_regimes_run_one_at_a_time_share_one_document(tmp_path, calls)
         document, None, "fast"
     )
 
-    # another model is another benchmark: nothing is kept
+    # another model is another benchmark: nothing is kept, not even partly measured cases
+    stale = tmp_path / "runs" / "s0" / "many-users" / "measured.jsonl"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{}\n")
     document = run_regimes(replace(tier, model="random:llama-1m", seeds=(0,)), tmp_path, log=print)
     assert calls[-2:] == [("few", 0), ("many", 0)]
     assert list(document["seeds"]) == ["0"]
+    assert not stale.exists()
 
 
 def test_unknown_regime_is_a_config_error(tmp_path, calls):
     with pytest.raises(ConfigError, match="unknown \\['steer'\\]"):
         run_regimes(regime_tier("fast"), tmp_path, regimes=("steer",), log=print)
     assert calls == []
+
+
+def test_many_users_resumes_at_the_first_case_not_measured(tmp_path, monkeypatch):
+    """Each (users, method) case of ``many-users`` is kept as it is measured: a stopped run redoes none."""
+    trained: list[str] = []
+
+    def fake_train(options, files, work_dir, log):
+        trained.append(work_dir.name + "@" + work_dir.parent.name)
+        return {"mixture_accuracy": 0.5 + 0.01 * len(trained), "per_group_accuracy": {"fans": 0.5}}, {}, None
+
+    monkeypatch.setattr(regimes, "train_and_evaluate", fake_train)
+    tier = regime_tier("fast")  # two user configurations x three methods
+    first = regimes.run_many_users(tier, 0, tmp_path, log=print)
+    assert len(trained) == len(first) == 6
+    progress = tmp_path / "measured.jsonl"
+    lines = progress.read_text().splitlines()
+    assert [json.loads(line) for line in lines] == first
+
+    progress.write_text("\n".join(lines[:4]) + "\n")  # as if stopped during the fifth case
+    again = regimes.run_many_users(tier, 0, tmp_path, log=print)
+    assert trained[6:] == trained[4:6]  # only the last two cases trained again
+    assert again[:4] == first[:4]
+    assert [(r["users"], r["method"]) for r in again] == [(r["users"], r["method"]) for r in first]

@@ -22,6 +22,7 @@ each id's preference from that id's 4 pairs; scored on held-out pairs of the sam
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -202,14 +203,27 @@ def run_few_shot_users(settings: RegimeSettings, seed: int, work_dir: Path, log:
     return rows
 
 
+def _measured_before(path: Path) -> dict[tuple[int, str], dict[str, Any]]:
+    """Rows of ``many-users`` cases already measured into ``path`` (JSON lines) by an interrupted run."""
+    if not path.is_file():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {(row["users"], row["method"]): row for row in rows}
+
+
 def run_many_users(settings: RegimeSettings, seed: int, work_dir: Path, log: Log) -> list[dict[str, Any]]:
     """One seed of ``many-users``: each method trains one epoch on many users' few pairs and is scored on
-    held-out pairs of the same users; returns one row per method."""
+    held-out pairs of the same users; returns one row per (users, method).
+
+    Each row is also appended to ``work_dir/measured.jsonl`` as it is measured, so a run stopped part way
+    (the full tier trains nine models) resumes at the first case not measured."""
     from dataclasses import replace
 
     from mixdpo.tasks import write_task
 
     quality = replace(settings.quality, max_steps=settings.many_users_steps)
+    progress = work_dir / "measured.jsonl"
+    before = _measured_before(progress)
     rows = []
     for fans, critics in settings.many_users_groups:
         here = work_dir / f"u{fans + critics}"
@@ -218,6 +232,10 @@ def run_many_users(settings: RegimeSettings, seed: int, work_dir: Path, log: Log
         train_rows = read_rows(files["train"])
         users = len({r["user_id"] for r in train_rows})
         for method in METHODS:
+            if (users, method) in before:
+                rows.append(before[(users, method)])
+                log(f"  many-users, {users} users, {method}: measured before, kept")
+                continue
             options = training_options(QualityCase(TASK, method, settings.model, seed), quality, groups=2)
             method_files = _conditioned_splits(files, here / "conditioned") if method == "cond-dpo" else files
             log(f"  training {method} on {users} users")
@@ -226,6 +244,9 @@ def run_many_users(settings: RegimeSettings, seed: int, work_dir: Path, log: Log
             rows.append({"seed": seed, "method": method, "users": users, "train_pairs": len(train_rows),
                          "pairs_per_user": len(train_rows) / users, "steps": quality.max_steps,
                          "train_s": time.perf_counter() - start, **_accuracy(evaluation)})  # fmt: skip
+            with progress.open("a") as f:
+                f.write(json.dumps(rows[-1]) + "\n")
+            shutil.rmtree(here / method, ignore_errors=True)  # its row is kept; the model is not needed
             log(f"  many-users, {users} users, {method}: accuracy {rows[-1]['accuracy']:.3f}")
     return rows
 
@@ -244,9 +265,8 @@ def run_regimes(
 ) -> dict:
     """Run ``regimes`` for every seed, resumable per (seed, regime): each is written to
     ``out_dir/regimes.json`` as soon as it ends, and one measured before with the same settings is kept
-    (so the regimes of a tier can be run one at a time, or seed by seed, into one report)."""
-    import shutil
-
+    (so the regimes of a tier can be run one at a time, or seed by seed, into one report). ``many-users``
+    also resumes within a seed, per case (see :func:`run_many_users`)."""
     from mixdpo.bench.sections import hardware
 
     unknown = sorted(set(regimes) - set(REGIMES))
@@ -264,6 +284,7 @@ def run_regimes(
 
     if not _same(document.get("settings")):
         document = {"settings": wanted, "seeds": {}}
+        shutil.rmtree(out_dir / "runs", ignore_errors=True)  # partial cases of other settings
     wanted["seeds"] = sorted(set(document["settings"]["seeds"]) | set(wanted["seeds"]))
     document["settings"] = wanted
     earlier = [c for c in document.get("commands", [document.get("command", "")]) if c and c != command]
@@ -285,5 +306,7 @@ def run_regimes(
             document["seeds"][str(seed)] = measured
             shutil.rmtree(work_dir, ignore_errors=True)
             path.write_text(json.dumps(document, indent=2))
-    shutil.rmtree(out_dir / "runs", ignore_errors=True)
+    for folder in sorted((out_dir / "runs").glob("**"), reverse=True):  # leftovers: empty seed folders
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
     return document
