@@ -5,10 +5,11 @@ from __future__ import annotations
 from mixdpo.bench.regimes_report import few_shot_table, many_users_table, plot_regimes
 
 
-def _few(method, n, seed, acc, per_user=0, shared=0):
-    return {"seed": seed, "method": method, "pairs_per_user": n, "accuracy": acc,
-            "per_group": {"fans": acc + 0.05, "critics": acc - 0.05}, "parameters_per_user": per_user,
-            "shared_parameters": shared, "personalize_s": 2.0}  # fmt: skip
+def _few(method, n, seed, acc, per_user=0, shared=0, fit=None):
+    row = {"seed": seed, "method": method, "pairs_per_user": n, "accuracy": acc,
+           "per_group": {"fans": acc + 0.05, "critics": acc - 0.05}, "parameters_per_user": per_user,
+           "shared_parameters": shared, "personalize_s": 2.0}  # fmt: skip
+    return row if fit is None else row | {"fit_s": fit}
 
 
 def _many(method, users, seed, acc):
@@ -18,10 +19,11 @@ def _many(method, users, seed, acc):
 
 DOCUMENT = {
     "seeds": {
-        "0": {"rows": [_few("moe-dpo", 0, 0, 0.5), _few("cond-dpo", 0, 0, 0.5), _few("moe-dpo", 4, 0, 0.9, 2),
-                       _few("cond-dpo", 4, 0, 0.6, 0, 18688), _few("dpo", 4, 0, 0.66)],
+        "0": {"rows": [_few("moe-dpo", 0, 0, 0.5), _few("cond-dpo", 0, 0, 0.5),
+                       _few("moe-dpo", 4, 0, 0.9, 2, fit=0.5), _few("cond-dpo", 4, 0, 0.6, 0, 18688),
+                       _few("dpo", 4, 0, 0.66)],
               "many_users": [_many("moe-dpo", 30, 0, 0.9), _many("cond-dpo", 30, 0, 0.55)]},
-        "1": {"rows": [_few("moe-dpo", 4, 1, 0.8, 2), _few("cond-dpo", 4, 1, 0.7, 0, 18688)],
+        "1": {"rows": [_few("moe-dpo", 4, 1, 0.8, 2, fit=1.5), _few("cond-dpo", 4, 1, 0.7, 0, 18688)],
               "many_users": [_many("moe-dpo", 30, 1, 0.8), _many("cond-dpo", 30, 1, 0.65)]},
     }
 }  # fmt: skip
@@ -32,11 +34,15 @@ def test_few_shot_table_means_verdicts_and_parameters():
     # n = 0: nothing was personalised (unknown users)
     assert "| 0 | moe-dpo | none (unknown users) | 50.0 ± 0.0 |" in table
     assert (
-        "| 0 | cond-dpo | none (unknown users) | 50.0 ± 0.0 | 45.0 ± 0.0 | 0 | 0 | 2.0 "
+        "| 0 | cond-dpo | none (unknown users) | 50.0 ± 0.0 | 45.0 ± 0.0 | 0 | 0 | — | 2.0 "
         "| MoE-DPO ties (+0.0 points) |" in table
     )
     # n = 4, two seeds: MoE 85 ± 7.1, conditioned 65 ± 7.1 -> +20 points, beyond the spread
-    assert "| 4 | moe-dpo | refit the gate (experts frozen) | 85.0 ± 7.1 | 80.0 ± 7.1 | 2 | 0 |" in table
+    # fitting time: the mean of the seeds that recorded it; the whole call's time beside it
+    assert (
+        "| 4 | moe-dpo | refit the gate (experts frozen) | 85.0 ± 7.1 | 80.0 ± 7.1 | 2 | 0 | 1.0 | 2.0 |"
+        in table
+    )
     assert (
         "| 4 | cond-dpo | fine-tune the policy (user id in the prompt) | 65.0 ± 7.1 | 60.0 ± 7.1 | 0 "
         "| 18,688 |" in table

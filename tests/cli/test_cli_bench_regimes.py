@@ -54,6 +54,7 @@ def test_bench_regimes_fast_tier(tmp_path):
         assert row["test_pairs"] == 3 * 4  # 3 new users x 4 held-out pairs, the same for every n
         if row["pairs_per_user"] and row["method"] == "moe-dpo":  # K gate numbers per new user only
             assert (row["parameters_per_user"], row["shared_parameters"], row["new_users"]) == (2, 0, 3)
+            assert 0.0 < row["fit_s"] < row["personalize_s"]  # fitting is part of the whole call
         elif row["pairs_per_user"] and row["method"] == "cond-dpo":  # the shared adapters move
             assert row["parameters_per_user"] == 0
             assert row["shared_parameters"] > 0
