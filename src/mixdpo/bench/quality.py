@@ -56,7 +56,7 @@ def training_options(case: QualityCase, settings: QualitySettings, groups: int) 
         "lora_top_layers": None if random_model else 4,
         "beta": settings.beta,
         "gate_learning_rate": settings.gate_learning_rates[gate],
-        "learning_rate": settings.random_learning_rate if random_model else settings.learning_rate,
+        "learning_rate": settings.learning_rate_for(case.model),
         "per_device_train_batch_size": settings.batch,
         "per_device_eval_batch_size": 16,
         "max_steps": settings.max_steps,

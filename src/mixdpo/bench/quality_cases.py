@@ -1,6 +1,7 @@
 """What ``mixdpo bench quality`` runs: (task, method, model, seed) cases, the training budget, and the tiers.
 
-Methods, all with the same LoRA experts, data, steps and learning rate:
+Methods, all with the same LoRA experts, data, steps and learning rate (per model, see
+:meth:`QualitySettings.learning_rate_for`):
 
 - ``dpo``: plain DPO, one policy (K = 1);
 - ``mix-dpo``: K experts (K = the task's number of hidden groups) and Mix-DPO's global weights;
@@ -76,6 +77,9 @@ class QualitySettings:
         max_steps, batch, learning_rate, beta, lora_r: training (the same for every method).
         gate_learning_rates: the gate's learning rate per gate kind (global, prompt, user).
         random_learning_rate: the learning rate for ``random:`` models, which need a larger one.
+        model_learning_rates: model spec -> learning rate, overriding the two above for that model (a wider
+            random model diverges at the small one's rate); only written to JSON when not empty, so the
+            documents of tiers without overrides are unchanged.
         max_length, random_max_length: tokens per sequence for subword and for byte-level (``random:``)
             tokenizers; long enough that no pair of the tasks is left out.
         task_sizes: per-task size overrides (see ``mixdpo.tasks.task_sizes``); empty = the defaults.
@@ -87,6 +91,7 @@ class QualitySettings:
     batch: int = 8
     learning_rate: float = 2e-3
     random_learning_rate: float = 3e-3
+    model_learning_rates: dict[str, float] = field(default_factory=dict)
     beta: float = 1.0
     lora_r: int = 8
     estep_warmup_steps: int = 10
@@ -108,9 +113,21 @@ class QualitySettings:
                 raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
         if self.generation_prompts < 0:
             raise ConfigError("generation_prompts", f"must be >= 0, got {self.generation_prompts}")
+        for model, rate in self.model_learning_rates.items():
+            if not rate > 0:
+                raise ConfigError("model_learning_rates", f"{model}: must be > 0, got {rate}")
+
+    def learning_rate_for(self, model: str) -> float:
+        """The policy learning rate of every case on ``model`` (before an ablation's own)."""
+        if model in self.model_learning_rates:
+            return self.model_learning_rates[model]
+        return self.random_learning_rate if model.startswith("random:") else self.learning_rate
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if not self.model_learning_rates:
+            del out["model_learning_rates"]  # documents written before the field existed stay comparable
+        return out
 
 
 @dataclass(frozen=True)

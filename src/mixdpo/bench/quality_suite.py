@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from mixdpo.bench import quality_ablations
-from mixdpo.bench.quality import run_quality_case
-from mixdpo.bench.quality_cases import QualityTier
+from mixdpo.bench.quality import run_quality_case, training_options
+from mixdpo.bench.quality_cases import QualityCase, QualitySettings, QualityTier
 from mixdpo.bench.quality_report import (
     SECTION_BEGIN,
     SECTION_END,
@@ -47,16 +47,27 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _previous_rows(path: Path, settings: dict[str, Any]) -> list[dict]:
+def _shared(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k != "model_learning_rates"}
+
+
+def _previous_rows(path: Path, settings: QualitySettings) -> list[dict]:
+    """Rows of ``path`` measured with the same shared settings and, row by row, at the learning rate the
+    settings now give the row's case (a per-model rate added later invalidates that model's rows only)."""
     if not path.is_file():
         return []
     try:
         document = json.loads(path.read_text())
     except json.JSONDecodeError:
         return []
-    if document.get("settings") != settings:
+    if _shared(document.get("settings") or {}) != _shared(settings.to_dict()):
         return []  # other settings: nothing to reuse
-    return [r for r in document.get("rows", []) if r.get("error") is None]
+    rows = [r for r in document.get("rows", []) if r.get("error") is None]
+    return [r for r in rows if r.get("learning_rate") == _learning_rate(r["case"], settings)]
+
+
+def _learning_rate(case: dict[str, Any], settings: QualitySettings) -> float:
+    return training_options(QualityCase(**case), settings, groups=1)["learning_rate"]
 
 
 def _previous_commands(path: Path) -> list[str]:
@@ -82,7 +93,7 @@ def run_quality_suite(
     ``benchmarks_md`` when given. Returns the JSON document."""
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = tier.settings.to_dict()
-    previous = _previous_rows(out_dir / "quality.json", settings)
+    previous = _previous_rows(out_dir / "quality.json", tier.settings)
     done = {json.dumps(r["case"], sort_keys=True): r for r in previous}
     selected = {json.dumps(case.to_dict(), sort_keys=True) for case in tier.cases}
     # Cases measured by earlier invocations with the same settings (e.g. another --models) stay in the
@@ -153,7 +164,7 @@ def _save(document: dict[str, Any], path: Path) -> None:
     with the same settings wrote there since this one started (two runs of disjoint case sets, e.g. two
     models, can share a directory)."""
     keys = {json.dumps(r["case"], sort_keys=True) for r in document["rows"]}
-    theirs = _previous_rows(path, document["settings"])
+    theirs = _previous_rows(path, QualitySettings(**document["settings"]))
     for row in theirs:
         if json.dumps(row["case"], sort_keys=True) not in keys:
             document["rows"].append(row)
@@ -184,6 +195,12 @@ def _summarise(document: dict[str, Any]) -> None:
     document["wall_s"] = sum(r.get("wall_s", 0.0) for r in document["rows"])
 
 
+def _learning_rates(settings: dict[str, Any], models: list[str]) -> str:
+    own = settings.get("model_learning_rates", {})
+    extra = "".join(f"; {rate} for `{model}`" for model, rate in own.items() if model in models)
+    return f"{settings['learning_rate']}, {settings['random_learning_rate']} for random models{extra}"
+
+
 def report_markdown(document: dict[str, Any], image: str | None = None) -> str:
     """The quality report as markdown: how it was made, the targets, the tables and the plot."""
     s = document["settings"]
@@ -209,7 +226,7 @@ def report_markdown(document: dict[str, Any], image: str | None = None) -> str:
         f"Models {', '.join(f'`{m}`' for m in document['models'])}; seeds {document['seeds']} (each seed "
         f"rebuilds the task's splits and reinitialises training); every method trains LoRA r={s['lora_r']} "
         f"experts for {s['max_steps']} steps of {s['batch']} pairs with beta={s['beta']} (learning rate "
-        f"{s['learning_rate']}, {s['random_learning_rate']} for random models). Accuracies are on held-out "
+        f"{_learning_rates(s, document['models'])}). Accuracies are on held-out "
         f"pairs (prompts training never saw); mean ± sample standard deviation over seeds. Generation: "
         f"{s['generation_prompts']} held-out prompts, {s['max_new_tokens']} new tokens, top-p 0.95, gains "
         f"are the mean reward of the generated text minus the reference model's on the same prompts. "

@@ -8,6 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from mixdpo.bench.quality_cases import ALL_METHODS  # plain data: keeps --help in step with the methods
+
 DESCRIPTION = """\
 Train Mix-DPO (K experts, global weights) and MoE-DPO (K experts, the task's gate) and single-policy
 baselines with the same LoRA adapters, data, steps and seeds on the tasks built from sampled, scored
@@ -83,7 +85,7 @@ def add_quality_arguments(sub) -> None:
     quality.add_argument(
         "--methods",
         type=parse_names,
-        help="only these methods: dpo, mix-dpo, moe-dpo, cond-dpo, oracle-dpo, trl-dpo",
+        help=f"only these methods: {', '.join(ALL_METHODS)}",
     )
     quality.add_argument("--variants", type=parse_names, help="only these ablations, e.g. 'K=4,hard E-step'")
     quality.add_argument("--models", type=parse_names, help="these model specs instead of the tier's")
