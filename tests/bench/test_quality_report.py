@@ -148,6 +148,8 @@ def test_tiers_and_selection():
     full = tier("full")
     assert {c.model for c in full.cases} == {"random:llama-1m", "random:llama-20m", "builtin:smollm2-135m"}
     assert len(full.cases) == 3 * 3 * per_seed
+    rates = {m: full.settings.learning_rate_for(m) for m in full.models}  # the wide random model's own
+    assert rates == {"random:llama-1m": 3e-3, "random:llama-20m": 3e-4, "builtin:smollm2-135m": 2e-3}
     chosen = select(full, tasks=["personas"], methods=["dpo", "moe-dpo"], seeds=[4], max_steps=5)
     assert [(c.task, c.method, c.seed) for c in chosen.cases[:2]] == [
         ("personas", "dpo", 4),
