@@ -180,7 +180,7 @@ def tier(name: str, suite: str = "main") -> QualityTier:
         models, seeds = ("random:llama-tiny",), (0,)
     elif name == "full":
         # The 17.5M random model diverges at the small one's 3e-3 (DPO loss 16-22) and swings at 1e-3
-        # (loss 1.5-10.6 over 16 steps); at 3e-4 it stays below 5.3 and ends at 0.86 (plain DPO on
+        # (loss 1.3-10.6 over 16 steps); at 3e-4 it stays below 5.3 and ends at 0.86 (plain DPO on
         # cross-domain, seed 0: python scripts/probe_learning_rate.py)
         settings = QualitySettings(task_sizes=_FULL_SIZES, model_learning_rates={"random:llama-20m": 3e-4})
         models, seeds = ("random:llama-1m", "random:llama-20m", "builtin:smollm2-135m"), (0, 1, 2)
