@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_libraries()
     _mixdpo_logging()
     try:
-        return int(args._run(args, extra) or 0)
+        code = int(args._run(args, extra) or 0)
     except TrainingInterrupted as err:
         print(f"mixdpo {args.command}: {err}", file=sys.stderr)
         return 143 if err.signal_name == "SIGTERM" else 130
@@ -60,6 +60,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mixdpo {args.command}: interrupted", file=sys.stderr)
         return 130
+    if _process_group_started():
+        from mixdpo.trainer.distributed import end_process_group
+
+        end_process_group()
+    return code
+
+
+def _process_group_started() -> bool:
+    """Whether this process joined a torchrun / accelerate launch process group (checked without importing
+    torch or the trainer: light commands never import them)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 def _mixdpo_logging() -> None:

@@ -32,6 +32,18 @@ def launch_name(*, fsdp: bool, zero_stage: int | None) -> str | None:
     return None if zero_stage is None else f"DeepSpeed ZeRO-{zero_stage}"
 
 
+def end_process_group() -> None:
+    """Shut down this process's process groups at the end of a command that succeeded (no-op in one process).
+
+    Left to interpreter finalisation, Gloo's worker threads are torn down while the interpreter is going away
+    and the process can abort after its work is done ("terminate called without an active exception",
+    exit -6; pytorch/pytorch#190489), which fails a launch that succeeded. Not collective: each process
+    shuts its own groups down, so one that finishes first (only the first process evaluates) does not wait.
+    Not called after an error, where another process may still be inside a collective."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def check_backend_supported(backend: str, *, fsdp: bool, zero_stage: int | None) -> None:
     """Raise :class:`ConfigError` for a backend that cannot run under the launch's parameter sharding.
 
