@@ -25,7 +25,7 @@ def calls(monkeypatch):
     }  # fmt: skip
 
     def recorder(name):
-        def run(settings, seed, work_dir, log):
+        def run(settings, seed, work_dir, log, **progress):
             made.append((name, seed))
             return [{"seed": seed, **rows[name]}]
 
@@ -54,7 +54,7 @@ def test_seeds_and_regimes_run_one_at_a_time_share_one_document(tmp_path, calls)
     )
 
     # another model is another benchmark: nothing is kept, not even partly measured cases
-    stale = tmp_path / "runs" / "s0" / "many-users" / "measured.jsonl"
+    stale = tmp_path / "runs" / "s0" / "many-users" / "u6" / "data.jsonl"
     stale.parent.mkdir(parents=True)
     stale.write_text("{}\n")
     document = run_regimes(replace(tier, model="random:llama-1m", seeds=(0,)), tmp_path, log=print)
@@ -70,23 +70,38 @@ def test_unknown_regime_is_a_config_error(tmp_path, calls):
 
 
 def test_many_users_resumes_at_the_first_case_not_measured(tmp_path, monkeypatch):
-    """Each (users, method) case of ``many-users`` is kept as it is measured: a stopped run redoes none."""
+    """Each (users, method) case of ``many-users`` is saved (and published) as it is measured: a stopped run
+    redoes none of them, in this directory or, from the published JSON, in a fresh one."""
+    from dataclasses import replace
+
     trained: list[str] = []
+    stop_after: list[int] = [4]
 
     def fake_train(options, files, work_dir, log):
+        if len(trained) == stop_after[0]:
+            raise KeyboardInterrupt  # stopped during the fifth case
         trained.append(work_dir.name + "@" + work_dir.parent.name)
         return {"mixture_accuracy": 0.5 + 0.01 * len(trained), "per_group_accuracy": {"fans": 0.5}}, {}, None
 
     monkeypatch.setattr(regimes, "train_and_evaluate", fake_train)
-    tier = regime_tier("fast")  # two user configurations x three methods
-    first = regimes.run_many_users(tier, 0, tmp_path, log=print)
-    assert len(trained) == len(first) == 6
-    progress = tmp_path / "measured.jsonl"
-    lines = progress.read_text().splitlines()
-    assert [json.loads(line) for line in lines] == first
+    tier = replace(regime_tier("fast"), seeds=(0,))  # two user configurations x three methods
+    published = tmp_path / "docs" / "regimes-fast.json"
+    with pytest.raises(KeyboardInterrupt):
+        run_regimes(tier, tmp_path / "a", regimes=("many-users",), log=print, published=published)
+    for path in (tmp_path / "a" / "regimes.json", published):
+        saved = json.loads(path.read_text())["seeds"]["0"]
+        assert "many_users" not in saved  # the regime is not done
+        assert len(saved["many_users_measured"]) == 4
 
-    progress.write_text("\n".join(lines[:4]) + "\n")  # as if stopped during the fifth case
-    again = regimes.run_many_users(tier, 0, tmp_path, log=print)
-    assert trained[6:] == trained[4:6]  # only the last two cases trained again
-    assert again[:4] == first[:4]
-    assert [(r["users"], r["method"]) for r in again] == [(r["users"], r["method"]) for r in first]
+    stop_after[0] = 99
+    # a fresh output directory (another clone) continues from the published document
+    document = run_regimes(tier, tmp_path / "b", regimes=("many-users",), log=print, published=published)
+    assert len(trained) == 6  # only the last two cases trained
+    measured = document["seeds"]["0"]
+    assert "many_users_measured" not in measured
+    assert [r["accuracy"] for r in measured["many_users"]] == [0.51, 0.52, 0.53, 0.54, 0.55, 0.56]
+    assert json.loads(published.read_text()) == document
+
+    # without the published document, another fresh directory measures everything
+    run_regimes(tier, tmp_path / "c", regimes=("many-users",), log=print)
+    assert trained[6:] == [*trained[:4], *trained[4:6]]  # all six; the resumed run trained the last two

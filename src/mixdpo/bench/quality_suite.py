@@ -1,5 +1,6 @@
 """Run a tier of quality cases and write ``quality.json``, ``quality.md``, the plot and (optionally) the
-``BENCHMARKS.md`` section. Resumable: cases already in ``quality.json`` (same settings) are not rerun."""
+``BENCHMARKS.md`` section. Resumable: cases already in ``quality.json`` (same settings) are not rerun, nor,
+when the section is updated, those in the published JSON (so a fresh clone continues the published tier)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from mixdpo.bench.quality_report import (
     plot_accuracy,
     targets_table,
 )
-from mixdpo.bench.sections import hardware, publish, replace_section
+from mixdpo.bench.sections import hardware, publish, published_path, replace_section
 from mixdpo.errors import TrainingInterrupted
 
 Log = Callable[[str], None]
@@ -93,13 +94,21 @@ def run_quality_suite(
     ``benchmarks_md`` when given. Returns the JSON document."""
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = tier.settings.to_dict()
-    previous = _previous_rows(out_dir / "quality.json", tier.settings)
-    done = {json.dumps(r["case"], sort_keys=True): r for r in previous}
+    ablations = tier.suite == "ablations"
+    stem = f"quality-{tier_name}" + ("-ablations" if ablations else "")
+    published = None if benchmarks_md is None else published_path(benchmarks_md, stem, ".json")
+    # Rows published from another clone are kept as well as this directory's (which git does not track)
+    sources = [p for p in (published, out_dir / "quality.json") if p is not None]
+    done: dict[str, dict] = {}
+    commands: list[str] = []
+    for source in sources:
+        previous = _previous_rows(source, tier.settings)
+        done |= {json.dumps(r["case"], sort_keys=True): r for r in previous}
+        commands += [c for c in _previous_commands(source) if c not in commands] if previous else []
     selected = {json.dumps(case.to_dict(), sort_keys=True) for case in tier.cases}
     # Cases measured by earlier invocations with the same settings (e.g. another --models) stay in the
     # report, so a tier can be run piece by piece.
     rows: list[dict[str, Any]] = [r for key, r in done.items() if key not in selected]
-    commands = _previous_commands(out_dir / "quality.json") if previous else []
     document: dict[str, Any] = {
         "tier": tier_name,
         "suite": tier.suite,
@@ -140,15 +149,16 @@ def run_quality_suite(
                 shutil.rmtree(work_dir, ignore_errors=True)
         rows.append(row)
         _save(document, out_dir / "quality.json")
+        if published is not None:  # each case as it is measured, so a stopped run's rows can be committed
+            published.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(out_dir / "quality.json", published)
     if not keep_runs:
         _remove_empty_dirs(out_dir / "runs")  # not shutil.rmtree: another invocation may be running there
-    ablations = tier.suite == "ablations"
     plot_rows = quality_ablations.plot_ablations if ablations else plot_accuracy
     plot = plot_rows(rows, out_dir / "quality.png")
     _save(document, out_dir / "quality.json")
     (out_dir / "quality.md").write_text(report_markdown(document, plot.name if plot else None))
     if benchmarks_md is not None:
-        stem = f"quality-{tier_name}" + ("-ablations" if ablations else "")
         image, data = publish([plot, out_dir / "quality.json"], benchmarks_md, stem)
         document["published_json"] = data
         begin, end = (

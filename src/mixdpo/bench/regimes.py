@@ -25,7 +25,7 @@ import json
 import shutil
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,27 +204,27 @@ def run_few_shot_users(settings: RegimeSettings, seed: int, work_dir: Path, log:
     return rows
 
 
-def _measured_before(path: Path) -> dict[tuple[int, str], dict[str, Any]]:
-    """Rows of ``many-users`` cases already measured into ``path`` (JSON lines) by an interrupted run."""
-    if not path.is_file():
-        return {}
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {(row["users"], row["method"]): row for row in rows}
-
-
-def run_many_users(settings: RegimeSettings, seed: int, work_dir: Path, log: Log) -> list[dict[str, Any]]:
+def run_many_users(
+    settings: RegimeSettings,
+    seed: int,
+    work_dir: Path,
+    log: Log,
+    *,
+    kept: Sequence[dict[str, Any]] = (),
+    on_row: Callable[[dict[str, Any]], None] = lambda row: None,
+) -> list[dict[str, Any]]:
     """One seed of ``many-users``: each method trains one epoch on many users' few pairs and is scored on
     held-out pairs of the same users; returns one row per (users, method).
 
-    Each row is also appended to ``work_dir/measured.jsonl`` as it is measured, so a run stopped part way
-    (the full tier trains nine models) resumes at the first case not measured."""
+    The full tier trains nine models, so the regime resumes per case: ``kept`` are rows a stopped run
+    measured (those cases are not trained again), and ``on_row`` is called with each row as it is measured
+    (:func:`run_regimes` saves it at once)."""
     from dataclasses import replace
 
     from mixdpo.tasks import write_task
 
     quality = replace(settings.quality, max_steps=settings.many_users_steps)
-    progress = work_dir / "measured.jsonl"
-    before = _measured_before(progress)
+    before = {(row["users"], row["method"]): row for row in kept}
     rows = []
     for fans, critics in settings.many_users_groups:
         here = work_dir / f"u{fans + critics}"
@@ -245,8 +245,7 @@ def run_many_users(settings: RegimeSettings, seed: int, work_dir: Path, log: Log
             rows.append({"seed": seed, "method": method, "users": users, "train_pairs": len(train_rows),
                          "pairs_per_user": len(train_rows) / users, "steps": quality.max_steps,
                          "train_s": time.perf_counter() - start, **_accuracy(evaluation)})  # fmt: skip
-            with progress.open("a") as f:
-                f.write(json.dumps(rows[-1]) + "\n")
+            on_row(rows[-1])
             shutil.rmtree(here / method, ignore_errors=True)  # its row is kept; the model is not needed
             log(f"  many-users, {users} users, {method}: accuracy {rows[-1]['accuracy']:.3f}")
     return rows
@@ -254,6 +253,11 @@ def run_many_users(settings: RegimeSettings, seed: int, work_dir: Path, log: Log
 
 REGIMES = ("few-shot-users", "many-users")
 _KEYS = {"few-shot-users": "rows", "many-users": "many_users"}
+_PARTIAL = "many_users_measured"  # many-users rows of a seed whose configurations are not all measured yet
+
+
+def _read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def run_regimes(
@@ -263,11 +267,16 @@ def run_regimes(
     regimes: tuple[str, ...] = REGIMES,
     command: str = "",
     log: Log = print,
+    published: Path | None = None,
 ) -> dict:
     """Run ``regimes`` for every seed, resumable per (seed, regime): each is written to
     ``out_dir/regimes.json`` as soon as it ends, and one measured before with the same settings is kept
     (so the regimes of a tier can be run one at a time, or seed by seed, into one report). ``many-users``
-    also resumes within a seed, per case (see :func:`run_many_users`)."""
+    also resumes within a seed, per case (its rows so far are saved under ``many_users_measured``).
+
+    ``published``: the report's JSON in ``docs/benchmarks/`` (tracked by git, unlike ``out_dir``). Where
+    ``out_dir`` holds no document of these settings the run continues from it (a fresh clone redoes
+    nothing published), and it is rewritten with every save, so a stopped run's cases can be committed."""
     from mixdpo.bench.sections import hardware
 
     unknown = sorted(set(regimes) - set(REGIMES))
@@ -275,14 +284,14 @@ def run_regimes(
         raise ConfigError("regimes", f"unknown {unknown}; choose from {', '.join(REGIMES)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "regimes.json"
-    document: dict[str, Any] = {}
-    if path.is_file():
-        document = json.loads(path.read_text())
     wanted = json.loads(json.dumps(settings.to_dict()))  # as stored: tuples are lists in JSON
 
     def _same(stored: dict | None) -> bool:  # seeds may be run one by one into one document
         return stored is not None and {**stored, "seeds": None} == {**wanted, "seeds": None}
 
+    document = _read(path)
+    if not _same(document.get("settings")) and published is not None:
+        document = _read(published)
     if not _same(document.get("settings")):
         document = {"settings": wanted, "seeds": {}}
         shutil.rmtree(out_dir / "runs", ignore_errors=True)  # partial cases of other settings
@@ -292,21 +301,44 @@ def run_regimes(
     document |= {"command": command, "commands": [*earlier, command],
                  "hardware": hardware(("torch", "transformers", "peft")),
                  "hypotheses": HYPOTHESES}  # fmt: skip
-    runners = {"few-shot-users": run_few_shot_users, "many-users": run_many_users}
+
+    def save() -> None:
+        for target in filter(None, (path, published)):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(document, indent=2))
+
     for seed in settings.seeds:
-        measured = document["seeds"].get(str(seed), {"wall_s": 0.0})
+        measured = document["seeds"].setdefault(str(seed), {"wall_s": 0.0})
         for regime in regimes:
             if _KEYS[regime] in measured:
                 log(f"{regime}, seed {seed}: measured before, kept")
                 continue
             log(f"{regime}, seed {seed}")
             work_dir = out_dir / "runs" / f"s{seed}" / regime
-            start = time.perf_counter()
-            measured[_KEYS[regime]] = runners[regime](settings, seed, work_dir, log)
-            measured["wall_s"] += time.perf_counter() - start
-            document["seeds"][str(seed)] = measured
+            clock = [time.perf_counter()]
+
+            def spent(measured: dict = measured, clock: list = clock) -> None:
+                # the wall time is counted as cases are saved, so a resumed regime's total includes the
+                # cases measured before it stopped
+                measured["wall_s"] += time.perf_counter() - clock[0]
+                clock[0] = time.perf_counter()
+
+            if regime == "many-users":
+                partial = measured.setdefault(_PARTIAL, [])
+
+                def keep(row: dict[str, Any], partial: list = partial) -> None:
+                    partial.append(row)
+                    spent()
+                    save()
+
+                rows = run_many_users(settings, seed, work_dir, log, kept=list(partial), on_row=keep)
+                del measured[_PARTIAL]
+            else:
+                rows = run_few_shot_users(settings, seed, work_dir, log)
+            measured[_KEYS[regime]] = rows
+            spent()
             shutil.rmtree(work_dir, ignore_errors=True)
-            path.write_text(json.dumps(document, indent=2))
+            save()
     for folder in sorted((out_dir / "runs").glob("**"), reverse=True):  # leftovers: empty seed folders
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()

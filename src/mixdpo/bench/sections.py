@@ -11,15 +11,23 @@ import shutil
 from pathlib import Path
 
 
+def published_path(benchmarks_md: Path, stem: str, suffix: str) -> Path:
+    """Where :func:`publish` puts a report's file: ``docs/benchmarks/<stem><suffix>`` by ``benchmarks_md``.
+
+    The published JSON is tracked with the repository, unlike the suite's output directory: a suite run
+    with ``--update-benchmarks`` in a fresh clone starts from the rows published there."""
+    return benchmarks_md.parent / "docs" / "benchmarks" / f"{stem}{suffix}"
+
+
 def publish(files: list[Path | None], benchmarks_md: Path, stem: str) -> list[str | None]:
-    """Copy each file (a plot, the JSON) to ``docs/benchmarks/<stem><suffix>`` beside ``benchmarks_md``;
-    returns their paths relative to it (None for a file that is None), for the report's links."""
+    """Copy each file (a plot, the JSON) to :func:`published_path`; returns their paths relative to
+    ``benchmarks_md`` (None for a file that is None), for the report's links."""
     out: list[str | None] = []
     for path in files:
         if path is None:
             out.append(None)
             continue
-        target = benchmarks_md.parent / "docs" / "benchmarks" / f"{stem}{path.suffix}"
+        target = published_path(benchmarks_md, stem, path.suffix)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
         out.append(target.relative_to(benchmarks_md.parent).as_posix())

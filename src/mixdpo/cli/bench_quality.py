@@ -21,7 +21,8 @@ per-group DPO (one policy per hidden group, trained with the labels). Each is ev
 quality.md and quality.png, and with --update-benchmarks the quality section of BENCHMARKS.md.
 Interrupted runs resume: cases already in quality.json with the same settings are kept, and so are cases
 of earlier runs into the same directory (run a tier model by model, or seed by seed, and the report
-covers them all).
+covers them all). With --update-benchmarks, cases in the published docs/benchmarks/quality-TIER.json are
+kept too (a fresh clone continues the published tier), and that file is updated after every case.
 
 --suite ablations trains MoE-DPO on personas with one thing changed per case: K = 1, 2, 4, 8; soft, hard
 or Gumbel E-step; lora, heads or independent experts; symmetry breaking off. It runs on the tier's

@@ -17,8 +17,11 @@ training users of reviews-users; users never seen in training then bring n label
 same pairs; both are scored on the new users' held-out pairs. n = 0 is the unknown-user case.
 
 Writes OUTPUT_DIR/regimes.json, regimes.md and regimes.png, and with --update-benchmarks the regimes
-section of BENCHMARKS.md. Resumable per seed and regime: run the regimes of a tier one at a time
-(--regimes), or seed by seed, into one directory and the report covers them all.
+section of BENCHMARKS.md. Resumable per seed and regime (many-users per case): run the regimes of a tier
+one at a time (--regimes), or seed by seed, into one directory and the report covers them all. With
+--update-benchmarks the run continues from the published docs/benchmarks/regimes-TIER.json when the
+output directory has nothing of the same settings (a fresh clone), and updates that file after every
+measured case.
 
 examples:
   mixdpo bench regimes --tier fast
@@ -49,7 +52,7 @@ def run_regimes_command(args: argparse.Namespace) -> int:
 
     from mixdpo.bench.regimes import REGIMES, regime_tier, run_regimes
     from mixdpo.bench.regimes_report import SECTION_BEGIN, SECTION_END, plot_regimes, regimes_markdown
-    from mixdpo.bench.sections import publish, replace_section
+    from mixdpo.bench.sections import publish, published_path, replace_section
 
     settings = regime_tier(args.tier)
     if args.model:
@@ -58,13 +61,16 @@ def run_regimes_command(args: argparse.Namespace) -> int:
         settings = replace(settings, seeds=tuple(args.seeds))
     out_dir = args.output_dir or Path("bench") / f"regimes-{args.tier}"
     command = invoked_command(f"mixdpo bench regimes --tier {args.tier}")
-    document = run_regimes(settings, out_dir, regimes=tuple(args.regimes or REGIMES), command=command)
+    stem = f"regimes-{args.tier}"
+    update = args.update_benchmarks
+    published = None if update is None else published_path(update, stem, ".json")
+    document = run_regimes(
+        settings, out_dir, regimes=tuple(args.regimes or REGIMES), command=command, published=published
+    )
     plot = plot_regimes(document, out_dir / "regimes.png")
     (out_dir / "regimes.md").write_text(regimes_markdown(document, plot.name if plot else None, args.tier))
     if args.update_benchmarks is not None:
-        image, data = publish(
-            [plot, out_dir / "regimes.json"], args.update_benchmarks, f"regimes-{args.tier}"
-        )
+        image, data = publish([plot, out_dir / "regimes.json"], args.update_benchmarks, stem)
         text = regimes_markdown(document, image, args.tier, data)
         replace_section(args.update_benchmarks, text, SECTION_BEGIN, SECTION_END)
     print((out_dir / "regimes.md").read_text())
