@@ -93,3 +93,26 @@ def test_published_rows_of_other_settings_or_without_update_are_not_used(tmp_pat
     _publish(tmp_path / "fresh", [_row(cases[0], 0.61)])
     quality_suite.run_quality_suite("fast", chosen, tmp_path / "b", log=lambda line: None)
     assert len(measured) == 2
+
+
+@pytest.mark.parametrize("stem", ["quality-full", "regimes-full"])
+def test_the_published_full_tier_documents_match_the_tier_settings(stem):
+    """A settings change that the published rows were not measured with makes the next
+    ``--update-benchmarks`` run start afresh (and overwrite them): it must be deliberate, never a side
+    effect of adding an unset field (the regimes' quality settings once gained an empty
+    ``model_learning_rates``)."""
+    from pathlib import Path
+
+    from mixdpo.bench.quality_suite import _shared
+    from mixdpo.bench.regimes import regime_tier
+
+    path = published_path(Path(__file__).resolve().parents[2] / "BENCHMARKS.md", stem, ".json")
+    stored = json.loads(path.read_text())["settings"]
+    if stem == "quality-full":
+        assert _shared(stored) == _shared(tier("full").settings.to_dict())
+        assert len(quality_suite._previous_rows(path, tier("full").settings)) == len(
+            json.loads(path.read_text())["rows"]
+        )
+    else:
+        now = json.loads(json.dumps(regime_tier("full").to_dict()))
+        assert {**stored, "seeds": None} == {**now, "seeds": None}

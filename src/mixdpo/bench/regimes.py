@@ -84,7 +84,9 @@ class RegimeSettings:
     many_users_groups: tuple[tuple[int, int], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # the quality settings as the quality suite writes them (fields added later are left out while
+        # unset), so that documents written before such a field existed still compare equal
+        return asdict(self) | {"quality": self.quality.to_dict()}
 
 
 def regime_tier(name: str) -> RegimeSettings:
