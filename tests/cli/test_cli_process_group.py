@@ -36,3 +36,26 @@ def test_no_process_group_is_a_no_op(capsys):
     assert not dist.is_initialized()
     assert main(["env"]) == 0
     assert not dist.is_initialized()
+
+
+@pytest.mark.parametrize(("argv", "code"), [(["env"], 0), (["train", "num_expert=3"], 2)])
+def test_a_launched_process_exits_after_the_exit_handlers_without_finalisation(argv, code):
+    """Under a launch (WORLD_SIZE > 1) the command's exit code, flushed output and Python's exit handlers
+    survive ``os._exit``, which skips the teardown where a library thread could abort the process."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('exit handler ran', flush=True))\n"
+        f"sys.argv = ['mixdpo', *{argv!r}]\n"
+        "from mixdpo.cli.main import entry\n"
+        "entry()\n"
+    )
+    env = {**os.environ, "WORLD_SIZE": "2"}
+    command = [sys.executable, "-c", script]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == code, result.stderr[-2000:]
+    assert "exit handler ran" in result.stdout
+    assert ("mixdpo:" in result.stdout) if code == 0 else ("num_experts" in result.stderr)

@@ -8,6 +8,7 @@ interrupted by SIGINT / SIGTERM (after writing a checkpoint to resume from).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -109,5 +110,26 @@ def _quiet_libraries() -> None:
         pass
 
 
+def entry() -> None:
+    """The ``mixdpo`` command (and ``python -m mixdpo.cli.main``, what ``accelerate launch -m`` runs).
+
+    In a process of a torchrun / accelerate launch it ends without the interpreter's finalisation: after
+    Python's exit handlers (trackers, logging) have run and the output is flushed, ``os._exit``. A thread
+    left in a C++ library (Gloo, FSDP, DeepSpeed) could otherwise abort the process while it is being torn
+    down, after its work was done ("terminate called without an active exception", exit -6), which fails a
+    launch that succeeded: seen in CI in ZeRO-3 and FSDP tests, even with the process group destroyed."""
+    code = main()
+    if not os.environ.get("WORLD_SIZE") or os.environ.get("WORLD_SIZE") == "1":
+        sys.exit(code)
+    import atexit
+    import logging
+
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
