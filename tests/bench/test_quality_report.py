@@ -245,7 +245,8 @@ def test_conditioned_prompts_and_exact_eval_batches():
 
 
 def test_baseline_verdicts_say_who_wins_by_how_much():
-    from mixdpo.bench.quality_report import baseline_table, compare
+    from mixdpo.bench.quality_report import baseline_table
+    from mixdpo.bench.verdict import compare
 
     assert compare([0.9, 1.0], [0.6, 0.7]) == ("wins", pytest.approx(30.0))
     assert compare([0.70], [0.71]) == ("ties", pytest.approx(-1.0))  # one seed: within 2 points
@@ -262,6 +263,46 @@ def test_baseline_verdicts_say_who_wins_by_how_much():
     assert "moe-dpo wins on accuracy (+32.0 points), wins on the worst group (+96.0 points)" in table
     assert "moe-dpo ties on accuracy (-2.0 points), loses on the worst group (-4.0 points)" in table
     assert "vs oracle-dpo" not in table  # not measured: no row
+
+
+def test_baseline_verdicts_allow_for_the_held_out_pairs():
+    from mixdpo.bench.quality_report import baseline_table
+
+    def counted(row, pairs, per_group=None):
+        row["eval"] |= {"num_pairs": pairs, "per_group_pairs": per_group}
+        return row
+
+    # SmolLM2 personas, seed 0: +5 points on 120 pairs is within the held-out sets' noise (12.6 points)
+    rows = [
+        counted(
+            _row("personas", "moe-dpo", 0, 0.55, {"fans": 0.525, "critics": 0.60}),
+            120,
+            {"fans": 80, "critics": 40},
+        ),
+        counted(
+            _row("personas", "cond-dpo", 0, 0.50, {"fans": 0.50, "critics": 0.50}),
+            120,
+            {"fans": 80, "critics": 40},
+        ),
+    ]
+    assert "moe-dpo ties on accuracy (+5.0 points), ties on the worst group (+2.5 points)" in baseline_table(
+        rows
+    )
+    # the same accuracies on 100,000 pairs are a win; the worst group (fans) counts its own 80 pairs
+    rows[0]["eval"]["num_pairs"] = rows[1]["eval"]["num_pairs"] = 100_000
+    assert "moe-dpo wins on accuracy (+5.0 points), ties on the worst group" in baseline_table(rows)
+    rows[0]["eval"]["per_group_pairs"] = rows[1]["eval"]["per_group_pairs"] = {"fans": 9e4, "critics": 1e4}
+    assert "wins on the worst group (+2.5 points)" in baseline_table(rows)
+    # rows written before the counts were stored: the evaluation file's pairs, shared equally by groups
+    for row in rows:
+        row["eval"] |= {"num_pairs": None, "per_group_pairs": None}
+        row["pairs"] = {"train": {"read": 300, "left_out": 0}, "eval": {"read": 100_010, "left_out": 10}}
+    assert "moe-dpo wins on accuracy (+5.0 points), wins on the worst group (+2.5 points)" in baseline_table(
+        rows
+    )
+    for row in rows:
+        row["pairs"]["eval"] = {"read": 120, "left_out": 0}
+    assert "ties on accuracy (+5.0 points), ties on the worst group" in baseline_table(rows)
 
 
 def test_saving_adopts_rows_another_invocation_wrote(tmp_path):

@@ -56,3 +56,23 @@ def test_many_users_table_and_plot(tmp_path):
     assert "| 30 | 4.0 | moe-dpo | 85.0 ± 7.1 |" in table
     assert "| 30 | 4.0 | cond-dpo | 60.0 ± 7.1 | 60.0 ± 7.1 | 10 | MoE-DPO wins (+25.0 points) |" in table
     assert plot_regimes(DOCUMENT, tmp_path / "r.png").stat().st_size > 0
+
+
+def test_verdicts_allow_for_the_held_out_pairs():
+    # seed 0's unknown users: 66.7% vs 60.4% on 96 pairs each is 6.3 points, inside 1.96 standard errors
+    # (13.6 points); the same difference on 10,000 pairs is not
+    def doc(pairs):
+        rows = [
+            _few("moe-dpo", 0, 0, 0.667) | {"test_pairs": pairs},
+            _few("cond-dpo", 0, 0, 0.604) | {"test_pairs": pairs},
+        ]
+        return {"seeds": {"0": {"rows": rows}}}
+
+    assert "MoE-DPO ties (+6.3 points)" in few_shot_table(doc(96))
+    assert "MoE-DPO wins (+6.3 points)" in few_shot_table(doc(10_000))
+    # many-users rows written before they stored their pair count: the settings' eval_pairs stands in
+    rows = [_many("moe-dpo", 30, 0, 0.60), _many("cond-dpo", 30, 0, 0.52)]
+    document = {"seeds": {"0": {"many_users": rows}}}
+    assert "MoE-DPO wins (+8.0 points)" in many_users_table(document)  # no count known: 2-point floor only
+    document["settings"] = {"many_users_sizes": {"eval_pairs": 240}}
+    assert "MoE-DPO ties (+8.0 points)" in many_users_table(document)  # 1.96 SE on 240 pairs: 8.8 points

@@ -81,6 +81,7 @@ def test_group_and_user_breakdowns():
         assert out["responsibilities_by_group"][g] == pytest.approx(mean_q)
         mean_w = [sum(WEIGHTS[i][j] for i in idx) / 3 for j in range(2)]
         assert out["gate_weights_by_group"][g] == pytest.approx(mean_w)
+    assert out["per_group_pairs"] == {"a": 3, "b": 3}
     assert out["per_group_expert_accuracy"] == {
         "a": pytest.approx([1.0, 0.0]),
         "b": pytest.approx([0.0, 1.0]),
@@ -115,6 +116,7 @@ def test_one_group_has_no_ari_and_unlabelled_pairs_are_left_out():
     assert out["nmi"] is None
     assert out["group_to_expert"] == {"a": 0}
     assert set(out["per_group_accuracy"]) == {"a"}
+    assert out["per_group_pairs"] == {"a": 3}  # the unlabelled pairs are not counted in any group
 
 
 def test_k1_is_plain_dpo_accuracy_even_for_tiny_margins():

@@ -34,7 +34,7 @@ AXES = {"multi-reward": ("sentiment", "readability", "length"), "cross-domain": 
         "personas": ("sentiment",)}  # fmt: skip
 SLICE_BY = {"multi-reward": None, "cross-domain": "domain", "personas": "group"}
 EVAL_KEYS = ("mixture_accuracy", "per_group_accuracy", "ari", "nmi", "routing_accuracy", "expert_usage",
-             "group_to_expert", "oracle_accuracy")  # fmt: skip
+             "group_to_expert", "oracle_accuracy", "num_pairs", "per_group_pairs")  # fmt: skip
 
 
 def _silent(message: str) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from mixdpo.bench.quality_cases import ABLATIONS
-from mixdpo.bench.quality_report import fmt_pair, mean_spread
+from mixdpo.bench.quality_report import fmt_pair
+from mixdpo.bench.verdict import mean_spread
 
 SECTION_BEGIN = "<!-- mixdpo bench quality ablations: begin -->"
 SECTION_END = "<!-- mixdpo bench quality ablations: end -->"

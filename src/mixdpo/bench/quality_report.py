@@ -3,25 +3,16 @@ method), the issue's targets with their measured values, and the ``BENCHMARKS.md
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mixdpo.bench.quality_cases import ALL_METHODS
+from mixdpo.bench.verdict import compare, mean_spread
 
 SECTION_BEGIN = "<!-- mixdpo bench quality: begin -->"
 SECTION_END = "<!-- mixdpo bench quality: end -->"
-
-
-def mean_spread(values: Sequence[float | None]) -> tuple[float | None, float | None]:
-    """(mean, sample standard deviation) of the values that are not None; spread 0.0 for one value."""
-    got = [float(v) for v in values if v is not None]
-    if not got:
-        return None, None
-    return statistics.fmean(got), (statistics.stdev(got) if len(got) > 1 else 0.0)
 
 
 def fmt_pair(pair: tuple[float | None, float | None], pct: bool = True) -> str:
@@ -97,19 +88,6 @@ def generation_table(rows: list[dict]) -> str:
 # the mixture each task is built for, compared with every single-policy method
 MIXTURE_FOR_TASK = {"personas": "moe-dpo", "cross-domain": "moe-dpo", "multi-reward": "mix-dpo"}
 COMPARED = ("dpo", "trl-dpo", "wide-dpo", "cond-dpo", "oracle-dpo")
-TIE_POINTS = 2.0  # with one seed (no spread), differences within 2 points are ties
-
-
-def compare(mine: Sequence[float | None], theirs: Sequence[float | None]) -> tuple[str, float | None]:
-    """("wins" | "ties" | "loses", difference of means in points): a tie when the difference is within the
-    larger of the two sample standard deviations (or :data:`TIE_POINTS` with one seed each)."""
-    (m, m_sd), (t, t_sd) = mean_spread(mine), mean_spread(theirs)
-    if m is None or t is None:
-        return "not measured", None
-    delta = 100 * (m - t)
-    margin = max(100 * max(m_sd or 0.0, t_sd or 0.0), TIE_POINTS)
-    # compared as printed (0.1 points): a 2.0-point difference is the 2-point tie it reads as
-    return ("ties" if abs(round(delta, 1)) <= margin else "wins" if delta > 0 else "loses"), delta
 
 
 def baseline_table(rows: list[dict]) -> str:
@@ -131,10 +109,13 @@ def baseline_table(rows: list[dict]) -> str:
             if not theirs:
                 continue
             cells, words = [], []
-            for label, get in (("accuracy", _accuracy), ("the worst group", _worst_group)):
+            for label, get, count in (
+                ("accuracy", _accuracy, _pairs),
+                ("the worst group", _worst_group, _worst_group_pairs),
+            ):
                 a, b = [get(r) for r in mine], [get(r) for r in theirs]
                 cells.append(f"{fmt_pair(mean_spread(a))} / {fmt_pair(mean_spread(b))}")
-                outcome, delta = compare(a, b)
+                outcome, delta = compare(a, b, [count(r) for r in mine], [count(r) for r in theirs])
                 words.append(f"{outcome} on {label}" + ("" if delta is None else f" ({delta:+.1f} points)"))
             sentence = f"{mixture} {words[0]}, {words[1]}"
             lines.append(
@@ -150,6 +131,29 @@ def _accuracy(row: dict) -> float | None:
 def _worst_group(row: dict) -> float | None:
     per_group = row["eval"].get("per_group_accuracy") or {}
     return min(per_group.values()) if per_group else None
+
+
+def _pairs(row: dict) -> int | None:
+    """The held-out pairs ``row``'s accuracy rests on (rows written before ``num_pairs`` was stored: the
+    evaluation file's pairs that were not left out)."""
+    if row["eval"].get("num_pairs"):
+        return row["eval"]["num_pairs"]
+    read = (row.get("pairs") or {}).get("eval") or {}
+    return read["read"] - read.get("left_out", 0) if "read" in read else None
+
+
+def _worst_group_pairs(row: dict) -> float | None:
+    """The pairs of ``row``'s worst group; for rows written before ``per_group_pairs`` was stored, the
+    held-out pairs shared equally among the groups (an approximation, said so in the report)."""
+    per_group = row["eval"].get("per_group_accuracy") or {}
+    if not per_group:
+        return None
+    worst = min(per_group, key=per_group.__getitem__)
+    counts = row["eval"].get("per_group_pairs") or {}
+    if worst in counts:
+        return counts[worst]
+    total = _pairs(row)
+    return None if total is None else total / len(per_group)
 
 
 def _order(item: tuple[tuple[str, str, str], Any]) -> tuple:

@@ -28,7 +28,8 @@ from mixdpo.bench.quality_report import (
     targets_table,
 )
 from mixdpo.bench.sections import hardware, publish, published_path, replace_section
-from mixdpo.errors import TrainingInterrupted
+from mixdpo.bench.verdict import TIE_RULE
+from mixdpo.errors import ConfigError, TrainingInterrupted
 
 Log = Callable[[str], None]
 
@@ -39,8 +40,10 @@ BASELINES_NOTE = (
     "of the prompt as `[user: ID] ...` / `[domain: movie] ...`), `wide-dpo` (one adapter of rank K·r: as "
     "many trainable parameters as the mixture's K adapters), `oracle-dpo` (one DPO policy per hidden "
     "group trained on that group's pairs only, each with the full budget: the upper bound a mixture "
-    "approaches without labels). A difference within the larger spread over seeds (or 2 points with one "
-    "seed) is a tie."
+    "approaches without labels). "
+    + TIE_RULE
+    + " Worst groups of rows measured before group sizes were stored count as equal shares of the "
+    "held-out pairs."
 )
 
 
@@ -87,11 +90,15 @@ def run_quality_suite(
     benchmarks_md: Path | None = None,
     command: str = "",
     keep_runs: bool = False,
+    report_only: bool = False,
     log: Log = _stderr,
 ) -> dict[str, Any]:
     """Train and evaluate every case of ``tier`` (skipping those already measured in ``out_dir``); write
     ``out_dir/quality.json``, ``quality.md`` and ``quality.png``; replace the quality section of
-    ``benchmarks_md`` when given. Returns the JSON document."""
+    ``benchmarks_md`` when given. Returns the JSON document.
+
+    ``report_only``: train nothing; rewrite the report from the rows already measured (after the report
+    itself changed), leaving ``command`` out of the commands that made them."""
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = tier.settings.to_dict()
     ablations = tier.suite == "ablations"
@@ -101,10 +108,16 @@ def run_quality_suite(
     sources = [p for p in (published, out_dir / "quality.json") if p is not None]
     done: dict[str, dict] = {}
     commands: list[str] = []
+    stored: dict[str, Any] = {}  # the latest document these rows come from: its date, hardware, command
     for source in sources:
         previous = _previous_rows(source, tier.settings)
         done |= {json.dumps(r["case"], sort_keys=True): r for r in previous}
         commands += [c for c in _previous_commands(source) if c not in commands] if previous else []
+        stored = json.loads(source.read_text()) if previous else stored
+    if report_only and not done:
+        where = " or ".join(str(p) for p in sources)
+        raise ConfigError("report-only", f"no case measured with these settings in {where}; run the "
+                          "benchmark without --report-only first")  # fmt: skip
     selected = {json.dumps(case.to_dict(), sort_keys=True) for case in tier.cases}
     # Cases measured by earlier invocations with the same settings (e.g. another --models) stay in the
     # report, so a tier can be run piece by piece.
@@ -122,7 +135,12 @@ def run_quality_suite(
         "wall_s": 0.0,
         "rows": rows,
     }
-    for i, case in enumerate(tier.cases, 1):
+    if report_only:  # the rows as stored, in their order, with the facts of the runs that measured them
+        keep = ("command", "date", "hardware")
+        rows = list(done.values())
+        document |= {k: stored[k] for k in keep if k in stored} | {"commands": commands, "rows": rows}
+        log(f"{len(done)} case(s) measured before; the report is rewritten from them, nothing is trained")
+    for i, case in enumerate(() if report_only else tier.cases, 1):
         key = json.dumps(case.to_dict(), sort_keys=True)
         if key in done:
             rows.append(done[key])

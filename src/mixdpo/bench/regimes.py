@@ -136,7 +136,10 @@ def _conditioned_splits(files: dict[str, Path], out_dir: Path) -> dict[str, Path
 
 
 def _accuracy(evaluation: dict) -> dict[str, Any]:
-    return {"accuracy": evaluation.get("mixture_accuracy"), "per_group": evaluation.get("per_group_accuracy")}
+    out = {"accuracy": evaluation.get("mixture_accuracy"), "per_group": evaluation.get("per_group_accuracy")}
+    if evaluation.get("num_pairs"):  # what the accuracy rests on: the report's verdicts allow for it
+        out["test_pairs"] = evaluation["num_pairs"]
+    return out
 
 
 def _evaluate(run_dir: Path, path: Path) -> dict:
@@ -270,6 +273,7 @@ def run_regimes(
     command: str = "",
     log: Log = print,
     published: Path | None = None,
+    report_only: bool = False,
 ) -> dict:
     """Run ``regimes`` for every seed, resumable per (seed, regime): each is written to
     ``out_dir/regimes.json`` as soon as it ends, and one measured before with the same settings is kept
@@ -278,7 +282,9 @@ def run_regimes(
 
     ``published``: the report's JSON in ``docs/benchmarks/`` (tracked by git, unlike ``out_dir``). Where
     ``out_dir`` holds no document of these settings the run continues from it (a fresh clone redoes
-    nothing published), and it is rewritten with every save, so a stopped run's cases can be committed."""
+    nothing published), and it is rewritten with every save, so a stopped run's cases can be committed.
+
+    ``report_only``: measure nothing; return the document as stored (for rewriting the report)."""
     from mixdpo.bench.sections import hardware
 
     unknown = sorted(set(regimes) - set(REGIMES))
@@ -294,6 +300,19 @@ def run_regimes(
     document = _read(path)
     if not _same(document.get("settings")) and published is not None:
         document = _read(published)
+
+    def save() -> None:
+        for target in filter(None, (path, published)):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(document, indent=2))
+
+    if report_only:  # the stored document as it is, written where the report's links point
+        if not _same(document.get("settings")):
+            where = f"{path}" + ("" if published is None else f" or {published}")
+            raise ConfigError("report-only", f"nothing measured with these settings in {where}; run the "
+                              "regimes without --report-only first")  # fmt: skip
+        save()
+        return document
     if not _same(document.get("settings")):
         document = {"settings": wanted, "seeds": {}}
         shutil.rmtree(out_dir / "runs", ignore_errors=True)  # partial cases of other settings
@@ -303,11 +322,6 @@ def run_regimes(
     document |= {"command": command, "commands": [*earlier, command],
                  "hardware": hardware(("torch", "transformers", "peft")),
                  "hypotheses": HYPOTHESES}  # fmt: skip
-
-    def save() -> None:
-        for target in filter(None, (path, published)):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(json.dumps(document, indent=2))
 
     for seed in settings.seeds:
         measured = document["seeds"].setdefault(str(seed), {"wall_s": 0.0})

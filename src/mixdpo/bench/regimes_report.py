@@ -7,8 +7,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from mixdpo.bench.quality_report import compare, fmt_pair, mean_spread
+from mixdpo.bench.quality_report import fmt_pair
 from mixdpo.bench.regimes import METHODS
+from mixdpo.bench.verdict import TIE_RULE, compare, mean_spread
 
 SECTION_BEGIN = "<!-- mixdpo bench regimes: begin -->"
 SECTION_END = "<!-- mixdpo bench regimes: end -->"
@@ -27,11 +28,14 @@ def _by_n_method(document: dict[str, Any]) -> dict[tuple[int, str], list[dict]]:
     return out
 
 
-def _verdict(moe: list[dict], runs: list[dict]) -> str:
-    """MoE-DPO against another method on held-out accuracy: wins / ties / loses, by how many points."""
+def _verdict(moe: list[dict], runs: list[dict], test_pairs: int | None = None) -> str:
+    """MoE-DPO against another method on held-out accuracy: wins / ties / loses, by how many points.
+    ``test_pairs``: the held-out pairs of rows that do not say (many-users rows written before they did)."""
     if not moe:
         return "—"
-    outcome, delta = compare([r["accuracy"] for r in moe], [r["accuracy"] for r in runs])
+    accuracies = [[r["accuracy"] for r in rows] for rows in (moe, runs)]
+    pairs = [[r.get("test_pairs", test_pairs) for r in rows] for rows in (moe, runs)]
+    outcome, delta = compare(*accuracies, *pairs)
     return outcome if delta is None else f"MoE-DPO {outcome} ({delta:+.1f} points)"
 
 
@@ -87,6 +91,7 @@ def _many_users(document: dict[str, Any]) -> dict[tuple[int, str], list[dict]]:
 def many_users_table(document: dict[str, Any]) -> str:
     """One row per (number of users, method): held-out accuracy on those users' pairs, MoE-DPO's verdict."""
     groups = _many_users(document)
+    eval_pairs = document.get("settings", {}).get("many_users_sizes", {}).get("eval_pairs")
     lines = ["| users | training pairs per user | method | held-out accuracy % | worst group % | training s "
              "| MoE-DPO vs this |", "|---:|---:|---|---:|---:|---:|---|"]  # fmt: skip
     for users in sorted({u for u, _ in groups}):
@@ -95,7 +100,7 @@ def many_users_table(document: dict[str, Any]) -> str:
             runs = groups.get((users, method), [])
             if not runs:
                 continue
-            verdict = _verdict(moe, runs) if method != "moe-dpo" else "—"
+            verdict = _verdict(moe, runs, eval_pairs) if method != "moe-dpo" else "—"
             cells = [users, f"{runs[0]['pairs_per_user']:.1f}", method,
                      fmt_pair(mean_spread([r["accuracy"] for r in runs])),
                      fmt_pair(mean_spread([_worst(r) for r in runs])),
@@ -185,8 +190,8 @@ def regimes_markdown(document: dict[str, Any], image: str | None, tier: str, dat
         f"the gate refit or fine-tuning alone (for MoE-DPO: one no-grad pass of the frozen experts over "
         f"the new pairs, then the gate's steps); *load + fit + evaluate s*: the whole personalisation call, "
         f"with loading the trained run and scoring the held-out pairs. Mean ± sample "
-        f"standard deviation over seeds; a difference within the larger spread (2 points with one seed) "
-        f"is a tie.\n\n{_table_or_gap(document, 'rows', few_shot_table(document))}\n"
+        f"standard deviation over seeds. {TIE_RULE}\n\n"
+        f"{_table_or_gap(document, 'rows', few_shot_table(document))}\n"
         + (f"![regimes]({image})\n\n" if image else "")
         + f"### Many users, few pairs each\n\n**Hypothesis.** {document['hypotheses']['many-users']}\n\n"
         f"Task `reviews-users` with sizes {s['many_users_sizes']} spread over (fans, critics) = "

@@ -37,6 +37,7 @@ examples:
   mixdpo bench quality --tier full --update-benchmarks
   mixdpo bench quality --tier full --models builtin:smollm2-135m --tasks personas --seeds 0
   mixdpo bench quality --tier full --suite ablations --update-benchmarks
+  mixdpo bench quality --tier full --report-only --update-benchmarks   # after the report changed
 """
 
 
@@ -95,6 +96,12 @@ def add_quality_arguments(sub) -> None:
     quality.add_argument("--generation-prompts", type=int, help="held-out prompts to generate from (0: none)")
     quality.add_argument("--output-dir", type=Path, help="default bench/quality-TIER[-ablations]")
     quality.add_argument("--keep-runs", action="store_true", help="keep each case's run directory")
+    quality.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: rewrite the report (and with --update-benchmarks the section) from the cases "
+        "already measured",
+    )
     add_update_benchmarks(quality, "quality")
 
 
@@ -121,6 +128,7 @@ def run_quality(args: argparse.Namespace) -> int:
         benchmarks_md=args.update_benchmarks,
         command=invoked_command(f"mixdpo bench quality --tier {args.tier} --suite {args.suite}"),
         keep_runs=args.keep_runs,
+        report_only=args.report_only,
     )
     print((out_dir / "quality.md").read_text())
     failed = [r for r in document["rows"] if r.get("error")]

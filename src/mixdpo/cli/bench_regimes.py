@@ -27,6 +27,7 @@ examples:
   mixdpo bench regimes --tier fast
   mixdpo bench regimes --tier full --update-benchmarks
   mixdpo bench regimes --tier full --regimes few-shot-users --seeds 0 --update-benchmarks
+  mixdpo bench regimes --tier full --report-only --update-benchmarks   # after the report changed
 """
 
 
@@ -44,6 +45,12 @@ def add_regimes_arguments(sub) -> None:
         "--regimes", type=parse_names, help="only these regimes: few-shot-users, many-users (default both)"
     )
     regimes.add_argument("--output-dir", type=Path, help="default bench/regimes-TIER")
+    regimes.add_argument(
+        "--report-only",
+        action="store_true",
+        help="measure nothing: rewrite the report (and with --update-benchmarks the section) from what is "
+        "already measured",
+    )
     add_update_benchmarks(regimes, "regimes")
 
 
@@ -65,8 +72,9 @@ def run_regimes_command(args: argparse.Namespace) -> int:
     update = args.update_benchmarks
     published = None if update is None else published_path(update, stem, ".json")
     document = run_regimes(
-        settings, out_dir, regimes=tuple(args.regimes or REGIMES), command=command, published=published
-    )
+        settings, out_dir, regimes=tuple(args.regimes or REGIMES), command=command, published=published,
+        report_only=args.report_only,
+    )  # fmt: skip
     plot = plot_regimes(document, out_dir / "regimes.png")
     (out_dir / "regimes.md").write_text(regimes_markdown(document, plot.name if plot else None, args.tier))
     if args.update_benchmarks is not None:

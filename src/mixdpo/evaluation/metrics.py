@@ -35,6 +35,7 @@ from mixdpo.objective import mbt_log_likelihood, mixture_reward, preference_logl
 
 GROUP_KEYS = (
     "per_group_accuracy",
+    "per_group_pairs",
     "per_group_expert_accuracy",
     "ari",
     "nmi",
@@ -93,7 +94,8 @@ def preference_metrics(
         - ``reward_accuracy``: mean_i [r(x_i, y_i+) > r(x_i, y_i-)].
         - ``per_expert_accuracy``: [K] mean_i [D_ik > 0].
         - ``expert_usage``: [K] mean_i q_ik; ``gate_weights``: [K] mean_i w_ik.
-        - ``per_group_accuracy``: {g: mixture accuracy on g}; ``per_group_expert_accuracy``: {g: [K]}.
+        - ``per_group_accuracy``: {g: mixture accuracy on g}; ``per_group_pairs``: {g: pairs of g} (how
+          many pairs each group's accuracy rests on); ``per_group_expert_accuracy``: {g: [K]}.
         - ``ari``, ``nmi``, ``group_to_expert``, ``routing_accuracy``, ``oracle_accuracy``: see
           :mod:`mixdpo.evaluation.assignment` (ari / nmi are None with fewer than two groups).
         - ``responsibilities_by_group``: {g: [K] mean q}; ``gate_weights_by_group``: {g: [K] mean w}.
@@ -137,6 +139,7 @@ def preference_metrics(
         ari, nmi = clustering_scores(q[labelled], labels)
         out.update(
             per_group_accuracy={g: _mean(mixture_correct[idx]) for g, idx in g_rows.items()},
+            per_group_pairs={g: len(idx) for g, idx in g_rows.items()},
             per_group_expert_accuracy=mean_by_label(expert_correct.double(), g_rows),
             ari=ari,
             nmi=nmi,
