@@ -17,9 +17,9 @@ Z = 1.96  # two-sided 95% normal quantile
 TIE_RULE = (
     "A difference is a tie when it is within 2 points, within the larger spread over seeds, or within 1.96 "
     "standard errors of the held-out sets' sampling noise (binomial, sqrt(a (1 - a) / n) per method and "
-    "seed, n = the held-out pairs an accuracy rests on, combined unpaired, which overstates the noise of "
-    "two methods scored on the same pairs): with one seed, 120 held-out pairs and accuracies near 50%, "
-    "differences under about 12.7 points are ties."
+    "seed, n = the held-out pairs an accuracy rests on, combined unpaired, which usually overstates the "
+    "noise of two methods scored on the same pairs): with one seed, 120 held-out pairs and accuracies "
+    "near 50%, differences under about 12.7 points are ties."
 )
 
 
@@ -53,8 +53,9 @@ def compare(
     A tie when |mean(mine) - mean(theirs)| is within the largest of: :data:`TIE_POINTS`; the larger sample
     standard deviation over seeds; and, when the held-out pair counts are given, Z = 1.96 standard errors
     of the difference from the finite held-out sets, sqrt(se_mine^2 + se_theirs^2) (see
-    :func:`sampling_error`). Both methods are scored on the same pairs, whose outcomes correlate
-    positively, so this unpaired error overstates the paired one: it errs towards "ties"."""
+    :func:`sampling_error`). Both methods are scored on the same pairs, whose outcomes usually agree (easy
+    pairs are easy for both), so this unpaired error usually overstates the paired one: it errs towards
+    "ties". A paired test would need every pair's outcome, which the rows do not keep."""
     (m, m_sd), (t, t_sd) = mean_spread(mine), mean_spread(theirs)
     if m is None or t is None:
         return "not measured", None
