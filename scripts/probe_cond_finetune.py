@@ -26,15 +26,10 @@ import time
 from pathlib import Path
 
 from mixdpo.bench.quality import read_rows, train_and_evaluate, training_options
-from mixdpo.bench.quality_baselines import conditioned_prompt, write_splits
 from mixdpo.bench.quality_cases import QualityCase
-from mixdpo.bench.regimes import TASK, regime_tier, split_new_users
+from mixdpo.bench.regimes import TASK, conditioned_rows, conditioned_splits, regime_tier, split_new_users
 from mixdpo.tasks import write_task
 from mixdpo.tasks.registry import write_jsonl
-
-
-def _condition(row: dict) -> dict:
-    return row | {"prompt": conditioned_prompt(TASK, row)}
 
 
 def main() -> None:
@@ -68,20 +63,19 @@ def main() -> None:
         work = Path(tmp)
         files = write_task(TASK, work / "data", seed=args.seed, format="text", **settings.task_sizes)
         new_rows = read_rows(files["new_users"])
-        train_eval = {split: files[split] for split in ("train", "eval")}
         options = training_options(
             QualityCase(TASK, "cond-dpo", settings.model, args.seed), settings.quality, groups=2
         )
         start = time.perf_counter()
         train_and_evaluate(
-            options, write_splits(train_eval, work / "cond", _condition), work / "run", log=lambda line: None
+            options, conditioned_splits(files, work / "cond"), work / "run", log=lambda line: None
         )
         print(f"trained conditioned DPO in {time.perf_counter() - start:.0f} s", flush=True)
         for n in (int(p) for p in args.pairs.split(",")):
             fit, test = split_new_users(new_rows, n, settings.test_pairs_per_user)
             fit_path, test_path = work / f"fit{n}.jsonl", work / f"test{n}.jsonl"
-            write_jsonl([_condition(r) for r in fit], fit_path)
-            write_jsonl([_condition(r) for r in test], test_path)
+            write_jsonl(conditioned_rows(fit), fit_path)
+            write_jsonl(conditioned_rows(test), test_path)
             for rate in (float(r) for r in args.rates.split(",")):
                 start = time.perf_counter()
                 summary = personalize_run(

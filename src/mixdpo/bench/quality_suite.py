@@ -55,31 +55,34 @@ def _shared(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k != "model_learning_rates"}
 
 
-def _previous_rows(path: Path, settings: QualitySettings) -> list[dict]:
-    """Rows of ``path`` measured with the same shared settings and, row by row, at the learning rate the
-    settings now give the row's case (a per-model rate added later invalidates that model's rows only)."""
-    if not path.is_file():
-        return []
+def _stored(path: Path) -> dict[str, Any]:
+    """The JSON document at ``path`` ({} when it is missing or unreadable)."""
     try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return []
-    if _shared(document.get("settings") or {}) != _shared(settings.to_dict()):
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _rows_of(document: dict[str, Any], settings: QualitySettings) -> list[dict]:
+    """Rows of ``document`` measured with the same shared settings and, row by row, at the learning rate
+    the settings now give the row's case (a per-model rate added later invalidates that model's rows only)."""
+    if not document or _shared(document.get("settings") or {}) != _shared(settings.to_dict()):
         return []  # other settings: nothing to reuse
     rows = [r for r in document.get("rows", []) if r.get("error") is None]
     return [r for r in rows if r.get("learning_rate") == _learning_rate(r["case"], settings)]
+
+
+def _previous_rows(path: Path, settings: QualitySettings) -> list[dict]:
+    """:func:`_rows_of` the document at ``path``."""
+    return _rows_of(_stored(path), settings)
 
 
 def _learning_rate(case: dict[str, Any], settings: QualitySettings) -> float:
     return training_options(QualityCase(**case), settings, groups=1)["learning_rate"]
 
 
-def _previous_commands(path: Path) -> list[str]:
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return []
-    return list(document.get("commands") or [document.get("command", "")])
+def _commands_of(document: dict[str, Any]) -> list[str]:
+    return list(document.get("commands") or [document.get("command", "")]) if document else []
 
 
 def run_quality_suite(
@@ -110,10 +113,11 @@ def run_quality_suite(
     commands: list[str] = []
     stored: dict[str, Any] = {}  # the latest document these rows come from: its date, hardware, command
     for source in sources:
-        previous = _previous_rows(source, tier.settings)
+        earlier = _stored(source)
+        previous = _rows_of(earlier, tier.settings)
         done |= {json.dumps(r["case"], sort_keys=True): r for r in previous}
-        commands += [c for c in _previous_commands(source) if c not in commands] if previous else []
-        stored = json.loads(source.read_text()) if previous else stored
+        commands += [c for c in _commands_of(earlier) if c not in commands] if previous else []
+        stored = earlier if previous else stored
     if report_only and not done:
         where = " or ".join(str(p) for p in sources)
         raise ConfigError("report-only", f"no case measured with these settings in {where}; run the "
@@ -192,11 +196,12 @@ def _save(document: dict[str, Any], path: Path) -> None:
     with the same settings wrote there since this one started (two runs of disjoint case sets, e.g. two
     models, can share a directory)."""
     keys = {json.dumps(r["case"], sort_keys=True) for r in document["rows"]}
-    theirs = _previous_rows(path, QualitySettings(**document["settings"]))
+    stored = _stored(path)
+    theirs = _rows_of(stored, QualitySettings(**document["settings"]))
     for row in theirs:
         if json.dumps(row["case"], sort_keys=True) not in keys:
             document["rows"].append(row)
-    for command in _previous_commands(path) if theirs else []:
+    for command in _commands_of(stored) if theirs else []:
         if command and command not in document["commands"]:
             document["commands"].insert(-1, command)
     _summarise(document)

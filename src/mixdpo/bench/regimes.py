@@ -125,12 +125,13 @@ def split_new_users(rows: list[dict], n: int, test: int) -> tuple[list[dict], li
     return fit, held_out
 
 
-def _conditioned(rows: list[dict]) -> list[dict]:
+def conditioned_rows(rows: list[dict]) -> list[dict]:
     """Rows whose prompts carry the user id (conditioned DPO's input)."""
     return [row | {"prompt": conditioned_prompt(TASK, row)} for row in rows]
 
 
-def _conditioned_splits(files: dict[str, Path], out_dir: Path) -> dict[str, Path]:
+def conditioned_splits(files: dict[str, Path], out_dir: Path) -> dict[str, Path]:
+    """The task's train and eval splits rewritten under ``out_dir`` with the user id in every prompt."""
     train_eval = {split: files[split] for split in ("train", "eval")}
     return write_splits(train_eval, out_dir, lambda row: row | {"prompt": conditioned_prompt(TASK, row)})
 
@@ -167,7 +168,7 @@ def run_few_shot_users(settings: RegimeSettings, seed: int, work_dir: Path, log:
     for method in METHODS:
         case = QualityCase(TASK, method, settings.model, seed)
         options = training_options(case, settings.quality, groups=2)
-        method_files = _conditioned_splits(files, work_dir / "conditioned") if method == "cond-dpo" else files
+        method_files = conditioned_splits(files, work_dir / "conditioned") if method == "cond-dpo" else files
         log(f"  training {method}")
         train_and_evaluate(options, method_files, work_dir / method, log=lambda line: None)
         runs[method] = work_dir / method
@@ -179,7 +180,7 @@ def run_few_shot_users(settings: RegimeSettings, seed: int, work_dir: Path, log:
             for method in ("plain", "cond"):
                 path = work_dir / f"n{n}" / f"{label}-{method}.jsonl"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                write_jsonl(_conditioned(data) if method == "cond" else data, path)
+                write_jsonl(conditioned_rows(data) if method == "cond" else data, path)
                 paths[(label, method)] = path
         for method in METHODS:
             plain = "cond" if method == "cond-dpo" else "plain"
@@ -243,7 +244,7 @@ def run_many_users(
                 log(f"  many-users, {users} users, {method}: measured before, kept")
                 continue
             options = training_options(QualityCase(TASK, method, settings.model, seed), quality, groups=2)
-            method_files = _conditioned_splits(files, here / "conditioned") if method == "cond-dpo" else files
+            method_files = conditioned_splits(files, here / "conditioned") if method == "cond-dpo" else files
             log(f"  training {method} on {users} users")
             start = time.perf_counter()
             evaluation, _, _ = train_and_evaluate(options, method_files, here / method, log=lambda line: None)

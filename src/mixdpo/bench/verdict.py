@@ -19,7 +19,7 @@ TIE_RULE = (
     "standard errors of the held-out sets' sampling noise (binomial, sqrt(a (1 - a) / n) per method and "
     "seed, n = the held-out pairs an accuracy rests on, combined unpaired, which usually overstates the "
     "noise of two methods scored on the same pairs): with one seed, 120 held-out pairs and accuracies "
-    "near 50%, differences under about 12.7 points are ties."
+    f"near 50%, differences under about {100 * Z * math.sqrt(2 * 0.25 / 120):.1f} points are ties."
 )
 
 

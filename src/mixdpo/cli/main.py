@@ -119,7 +119,7 @@ def entry() -> None:
     down, after its work was done ("terminate called without an active exception", exit -6), which fails a
     launch that succeeded: seen in CI in ZeRO-3 and FSDP tests, even with the process group destroyed."""
     code = main()
-    if not os.environ.get("WORLD_SIZE") or os.environ.get("WORLD_SIZE") == "1":
+    if os.environ.get("WORLD_SIZE") in (None, "", "1"):
         sys.exit(code)
     import atexit
     import logging
