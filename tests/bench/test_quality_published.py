@@ -22,7 +22,7 @@ def _row(case, accuracy: float) -> dict:
         "eval": {"mixture_accuracy": accuracy, "per_group_accuracy": {"fans": accuracy, "critics": accuracy}},
         "generation": None,
         "wall_s": 1.0,
-        "learning_rate": quality_suite._learning_rate(case.to_dict(), tier("fast").settings),
+        "learning_rate": quality_suite._case_options(case.to_dict(), tier("fast").settings)[0],
     }
 
 

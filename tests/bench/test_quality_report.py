@@ -134,10 +134,10 @@ def test_tables_report_and_plot(tmp_path):
     assert "### Failed cases" in text
     assert "boom" in text
     assert "![per-group accuracy](quality.png)" in text
-    assert "(learning rate 0.002, 0.003 for random models)" in text
+    assert "(learning rate 0.002, 0.003 for random models; mixtures start with 10 hard E-step steps)" in text
     own = document["settings"] | {"model_learning_rates": {"random:llama-1m": 1e-3, "random:llama-20m": 5e-4}}
     text = report_markdown(document | {"settings": own})
-    assert "0.003 for random models; 0.001 for `random:llama-1m`)" in text  # models without rows: not said
+    assert "0.003 for random models; 0.001 for `random:llama-1m`;" in text  # models without rows: not said
     assert plot_accuracy(rows, tmp_path / "q.png").stat().st_size > 0
 
 
@@ -327,33 +327,6 @@ def test_saving_adopts_rows_another_invocation_wrote(tmp_path):
     _save(other, path)  # other settings: nothing adopted
     assert len(json.loads(path.read_text())["rows"]) == 1
     assert json.loads(path.read_text())["commands"] == ["c"]
-
-
-def test_a_per_model_learning_rate_drops_only_that_models_rows(tmp_path):
-    import json
-    from dataclasses import replace
-
-    from mixdpo.bench.quality_suite import _previous_rows
-
-    plain = QualitySettings()
-    assert "model_learning_rates" not in plain.to_dict()  # documents written before it stay comparable
-    own = replace(plain, model_learning_rates={"random:llama-20m": 5e-4})
-    assert own.to_dict()["model_learning_rates"] == {"random:llama-20m": 5e-4}
-    case = QualityCase("cross-domain", "dpo", "random:llama-20m", 0)
-    assert training_options(case, own, groups=2)["learning_rate"] == 5e-4
-    assert training_options(replace(case, model="random:llama-1m"), own, 2)["learning_rate"] == 3e-3
-    assert training_options(replace(case, model="builtin:smollm2-135m"), own, 2)["learning_rate"] == 2e-3
-    with pytest.raises(ConfigError, match="random:llama-20m: must be > 0"):
-        QualitySettings(model_learning_rates={"random:llama-20m": 0.0})
-
-    small = _row("personas", "dpo", 0, 0.6, {"fans": 0.6, "critics": 0.6})
-    wide = _row("personas", "dpo", 0, 0.5, {"fans": 0.5, "critics": 0.5})
-    wide["case"]["model"] = "random:llama-20m"  # trained at 3e-3, the rate the new setting replaces
-    path = tmp_path / "quality.json"
-    path.write_text(json.dumps({"settings": plain.to_dict(), "rows": [small, wide]}))
-    assert _previous_rows(path, plain) == [small, wide]
-    assert _previous_rows(path, own) == [small]  # the 1m row is still valid; the 20m row is not
-    assert _previous_rows(path, replace(own, max_steps=7)) == []  # a shared setting changed: nothing
 
 
 def test_an_interrupt_stops_the_suite_and_keeps_what_was_measured(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from mixdpo.bench.quality_cases import select, tier
-from mixdpo.bench.quality_suite import _learning_rate
+from mixdpo.bench.quality_suite import _case_options
 from mixdpo.bench.regimes import HYPOTHESES, regime_tier
 from tests_cli_helpers import run_mixdpo as run_cli
 
@@ -23,7 +23,7 @@ def _quality_row(case, accuracy: float, pairs: int) -> dict:
         "generation": None,
         "pairs": {"train": {"read": 60, "left_out": 0}, "eval": {"read": pairs, "left_out": 0}},
         "wall_s": 1.0,
-        "learning_rate": _learning_rate(case.to_dict(), tier("fast").settings),
+        "learning_rate": _case_options(case.to_dict(), tier("fast").settings)[0],
     }  # fmt: skip
 
 

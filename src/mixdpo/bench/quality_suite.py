@@ -11,6 +11,7 @@ import shutil
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,12 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+# settings that apply to some cases only: a change invalidates those cases' rows, not the whole document
+_PER_CASE = ("model_learning_rates", "gate_estep_warmup_steps")
+
+
 def _shared(settings: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in settings.items() if k != "model_learning_rates"}
+    return {k: v for k, v in settings.items() if k not in _PER_CASE}
 
 
 def _stored(path: Path) -> dict[str, Any]:
@@ -65,20 +70,32 @@ def _stored(path: Path) -> dict[str, Any]:
 
 def _rows_of(document: dict[str, Any], settings: QualitySettings) -> list[dict]:
     """Rows of ``document`` measured with the same shared settings and, row by row, at the learning rate
-    the settings now give the row's case (a per-model rate added later invalidates that model's rows only)."""
+    and E-step warm-up the settings now give the row's case (a per-model rate or per-gate warm-up added
+    later invalidates those rows only)."""
     if not document or _shared(document.get("settings") or {}) != _shared(settings.to_dict()):
         return []  # other settings: nothing to reuse
+    known = {f.name for f in fields(QualitySettings)}
+    then = QualitySettings(**{k: v for k, v in document["settings"].items() if k in known})
     rows = [r for r in document.get("rows", []) if r.get("error") is None]
-    return [r for r in rows if r.get("learning_rate") == _learning_rate(r["case"], settings)]
+    return [r for r in rows if _trained_with(r, then) == _case_options(r["case"], settings)]
+
+
+def _case_options(case: dict[str, Any], settings: QualitySettings) -> tuple[float, int]:
+    """The per-case settings ``settings`` give ``case``: its learning rate and E-step warm-up."""
+    options = training_options(QualityCase(**case), settings, groups=1)
+    return options["learning_rate"], options["estep_warmup_steps"]
+
+
+def _trained_with(row: dict[str, Any], then: QualitySettings) -> tuple[float, int]:
+    """The per-case settings ``row`` was trained with: stored in the row, or (rows written before it stored
+    its warm-up) what its document's settings ``then`` gave its case."""
+    rate, warmup = _case_options(row["case"], then)
+    return row.get("learning_rate", rate), row.get("estep_warmup_steps", warmup)
 
 
 def _previous_rows(path: Path, settings: QualitySettings) -> list[dict]:
     """:func:`_rows_of` the document at ``path``."""
     return _rows_of(_stored(path), settings)
-
-
-def _learning_rate(case: dict[str, Any], settings: QualitySettings) -> float:
-    return training_options(QualityCase(**case), settings, groups=1)["learning_rate"]
 
 
 def _commands_of(document: dict[str, Any]) -> list[str]:
@@ -234,6 +251,12 @@ def _learning_rates(settings: dict[str, Any], models: list[str]) -> str:
     return f"{settings['learning_rate']}, {settings['random_learning_rate']} for random models{extra}"
 
 
+def _warmups(settings: dict[str, Any]) -> str:
+    own = settings.get("gate_estep_warmup_steps", {})
+    extra = "".join(f", {steps} with a {gate} gate" for gate, steps in own.items())
+    return f"mixtures start with {settings['estep_warmup_steps']} hard E-step steps{extra}"
+
+
 def report_markdown(document: dict[str, Any], image: str | None = None) -> str:
     """The quality report as markdown: how it was made, the targets, the tables and the plot."""
     s = document["settings"]
@@ -259,7 +282,7 @@ def report_markdown(document: dict[str, Any], image: str | None = None) -> str:
         f"Models {', '.join(f'`{m}`' for m in document['models'])}; seeds {document['seeds']} (each seed "
         f"rebuilds the task's splits and reinitialises training); every method trains LoRA r={s['lora_r']} "
         f"experts for {s['max_steps']} steps of {s['batch']} pairs with beta={s['beta']} (learning rate "
-        f"{_learning_rates(s, document['models'])}). Accuracies are on held-out "
+        f"{_learning_rates(s, document['models'])}; {_warmups(s)}). Accuracies are on held-out "
         f"pairs (prompts training never saw); mean ± sample standard deviation over seeds. Generation: "
         f"{s['generation_prompts']} held-out prompts, {s['max_new_tokens']} new tokens, top-p 0.95, gains "
         f"are the mean reward of the generated text minus the reference model's on the same prompts. "
