@@ -8,6 +8,19 @@ import json
 from tests_cli_helpers import run_mixdpo as run_cli
 
 
+def _assert_rewards_average_to_the_means(row: dict) -> None:
+    """Every source's per-prompt rewards, averaged within each slice, are its stored mean rewards."""
+    for source, means in row["generation"].items():
+        for key, mean in means.items():
+            axis, _, label = key.partition("[")
+            rewards = row["generation_rewards"][source][axis]
+            assert len(rewards) == 4  # the fast tier's generation prompts
+            if label:  # the slices alternate (round-robin over sorted slice names): 2 prompts each
+                names = sorted(k.partition("[")[2] for k in means if k.startswith(axis))
+                rewards = rewards[names.index(label) :: len(names)]
+            assert abs(sum(rewards) / len(rewards) - mean) < 1e-9, (row["case"], source, key)
+
+
 def test_bench_quality_fast_tier_runs_and_writes_its_report(tmp_path):
     bench_md = tmp_path / "BENCHMARKS.md"
     bench_md.write_text("# Benchmarks\n\nother sections stay\n")
@@ -29,6 +42,8 @@ def test_bench_quality_fast_tier_runs_and_writes_its_report(tmp_path):
         assert k == (groups if method in ("mix-dpo", "moe-dpo", "oracle-dpo") else 1)
         sources = set(row["generation"])
         assert sources == {"reference", "mixture", *(f"expert:{i}" for i in range(k))}
+        assert set(row["generation_rewards"]) == sources
+        _assert_rewards_average_to_the_means(row)
         if method == "oracle-dpo":  # each group's policy is evaluated on its own group's pairs
             assert set(row["eval"]["per_group_accuracy"]) == set(row["eval"]["group_to_expert"])
     wide = next(r for r in rows if r["case"]["task"] == "personas" and r["case"]["method"] == "wide-dpo")

@@ -3,13 +3,14 @@ method), the issue's targets with their measured values, and the ``BENCHMARKS.md
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mixdpo.bench.quality_cases import ALL_METHODS
-from mixdpo.bench.verdict import compare, mean_spread
+from mixdpo.bench.verdict import compare, mean_spread, paired_difference
 
 SECTION_BEGIN = "<!-- mixdpo bench quality: begin -->"
 SECTION_END = "<!-- mixdpo bench quality: end -->"
@@ -224,23 +225,66 @@ def check_targets(rows: list[dict]) -> list[QualityTarget]:
             by_case.get((model, "multi-reward", "dpo"), []),
         )
         if mix and dpo:
-            wins, shown = 0, []
-            for axis in ("sentiment", "readability", "length"):
-                own = []
-                for r in mix:
-                    expert = (r["eval"].get("group_to_expert") or {}).get(axis)
-                    own.append(None if expert is None else generation_gain(r, f"expert:{expert}", axis))
-                base = mean_spread([generation_gain(r, "expert:0", axis) for r in dpo])[0]
-                mine = mean_spread(own)[0]
-                if mine is not None and base is not None:
-                    wins += mine > 0 and mine > base  # raises the axis, and by more than DPO
-                    shown.append(f"{axis} {mine:+.2f} vs {base:+.2f}")
-            checks.append(QualityTarget(
-                f"{model} · multi-reward: Mix-DPO's expert for an axis raises it more than DPO "
-                "(≥ 2 of 3 axes)",
-                "; ".join(shown) or "—", None if not shown else wins >= 2,
-            ))  # fmt: skip
+            checks.append(_steering_target(model, mix, dpo))
     return checks
+
+
+def _prompt_rewards(rows: list[dict], source_of, axis: str) -> list[float] | None:
+    """Per-prompt rewards of ``axis`` from ``source_of(row)`` in every row, concatenated over the rows
+    (seeds); None when a row did not store them (rows written before per-prompt rewards were kept)."""
+    out: list[float] = []
+    for row in rows:
+        rewards = (row.get("generation_rewards") or {}).get(source_of(row) or "", {}).get(axis)
+        if rewards is None:
+            return None
+        out += rewards
+    return out
+
+
+def _axis_expert(row: dict, axis: str) -> str | None:
+    """The source of the Mix-DPO expert that took the axis's pairs (``group_to_expert``), if any."""
+    k = (row["eval"].get("group_to_expert") or {}).get(axis)
+    return None if k is None else f"expert:{k}"
+
+
+def _steering_target(model: str, mix: list[dict], dpo: list[dict]) -> QualityTarget:
+    """Multi-reward: on >= 2 of the 3 axes Mix-DPO's expert for the axis raises its reward over the reference
+    model's and by more than DPO does (means over seeds). Where every row kept per-prompt rewards, both
+    differences must also be beyond noise: paired over the same prompts and seeds, |mean| > 1.96 standard
+    errors (:func:`paired_difference`)."""
+    seeds = sorted({r["case"]["seed"] for r in mix} & {r["case"]["seed"] for r in dpo})
+    paired_mix = sorted((r for r in mix if r["case"]["seed"] in seeds), key=lambda r: r["case"]["seed"])
+    paired_dpo = sorted((r for r in dpo if r["case"]["seed"] in seeds), key=lambda r: r["case"]["seed"])
+    wins, shown, checked = 0, [], True
+    for axis in ("sentiment", "readability", "length"):
+        expert = functools.partial(_axis_expert, axis=axis)
+        own = [None if expert(r) is None else generation_gain(r, expert(r), axis) for r in mix]
+        base = mean_spread([generation_gain(r, "expert:0", axis) for r in dpo])[0]
+        mine = mean_spread(own)[0]
+        if mine is None or base is None:
+            continue
+        met = mine > 0 and mine > base  # raises the axis, and by more than DPO
+        text = f"{axis} {mine:+.2f} vs {base:+.2f}"
+        ours = _prompt_rewards(paired_mix, expert, axis)
+        theirs = _prompt_rewards(paired_dpo, lambda r: "expert:0", axis)
+        reference = _prompt_rewards(paired_mix, lambda r: "reference", axis)
+        if None in (ours, theirs, reference) or len(ours) != len(theirs):
+            checked = False
+        else:
+            over_dpo, over_ref = paired_difference(ours, theirs), paired_difference(ours, reference)
+            if over_dpo is None or over_ref is None:
+                checked = False
+            else:
+                met = met and over_dpo[0] > over_dpo[1] and over_ref[0] > over_ref[1]
+                text += f" (paired over {len(ours)} prompts: {over_dpo[0]:+.2f} ± {over_dpo[1]:.2f} vs DPO)"
+        wins += met
+        shown.append(text)
+    noise = "" if checked else " (no noise check: rows without per-prompt rewards)"
+    return QualityTarget(
+        f"{model} · multi-reward: Mix-DPO's expert for an axis raises it more than DPO (≥ 2 of 3 axes)",
+        ("; ".join(shown) or "—") + (noise if shown else ""),
+        None if not shown else wins >= 2,
+    )
 
 
 def targets_table(checks: list[QualityTarget]) -> str:

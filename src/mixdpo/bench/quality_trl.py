@@ -133,9 +133,6 @@ def run_trl_dpo(
             tuned = _generate(model, loaded.tokenizer, texts, settings, case.seed)
             with model.disable_adapter():
                 reference = _generate(model, loaded.tokenizer, texts, settings, case.seed)
-        row["generation"] = {
-            "reference": score_generations(case.task, prompts, reference),
-            "expert:0": score_generations(case.task, prompts, tuned),
-            "mixture": score_generations(case.task, prompts, tuned),
-        }
+        row |= score_generations(case.task, prompts, {"reference": reference, "expert:0": tuned,
+                                                      "mixture": tuned})  # fmt: skip
     return row

@@ -67,3 +67,16 @@ def compare(
             margin = max(margin, 100 * Z * math.hypot(se_m, se_t))
     # compared as printed (0.1 points): a 2.0-point difference is the 2-point tie it reads as
     return ("ties" if abs(round(delta, 1)) <= margin else "wins" if delta > 0 else "loses"), delta
+
+
+def paired_difference(mine: Sequence[float], theirs: Sequence[float]) -> tuple[float, float] | None:
+    """(mean, 95% margin) of the paired differences d_i = mine[i] - theirs[i] of two sources scored on the
+    same items (e.g. the rewards of text generated from the same held-out prompts): mean(d) and
+    Z * sd(d) / sqrt(n), sd the sample standard deviation. A difference is beyond noise when
+    |mean| > margin. None with fewer than 2 items (no spread to estimate)."""
+    if len(mine) != len(theirs):
+        raise ValueError(f"paired items differ in number: {len(mine)} vs {len(theirs)}")
+    diffs = [float(a) - float(b) for a, b in zip(mine, theirs, strict=True)]
+    if len(diffs) < 2:
+        return None
+    return statistics.fmean(diffs), Z * statistics.stdev(diffs) / math.sqrt(len(diffs))
