@@ -60,7 +60,7 @@ def training_options(case: QualityCase, settings: QualitySettings, groups: int) 
         "per_device_train_batch_size": settings.batch,
         "per_device_eval_batch_size": 16,
         "max_steps": settings.max_steps,
-        "estep_warmup_steps": settings.estep_warmup_for(gate),
+        "estep_warmup_steps": settings.estep_warmup_for(case.model, gate),
         "max_length": settings.random_max_length if random_model else settings.max_length,
         "seed": case.seed,
         "logging_steps": max(1, settings.max_steps // 5),

@@ -81,8 +81,9 @@ class QualitySettings:
             random model diverges at the small one's rate); only written to JSON when not empty, so the
             documents of tiers without overrides are unchanged.
         estep_warmup_steps: hard E-step warm-up steps (symmetry breaking) of every mixture.
-        gate_estep_warmup_steps: gate kind -> warm-up steps, overriding ``estep_warmup_steps`` for
-            mixtures with that gate; written to JSON only when not empty, like ``model_learning_rates``.
+        model_estep_warmup_steps: model spec -> gate kind -> warm-up steps, overriding
+            ``estep_warmup_steps`` for that model's mixtures with that gate; written to JSON only when not
+            empty, like ``model_learning_rates``.
         max_length, random_max_length: tokens per sequence for subword and for byte-level (``random:``)
             tokenizers; long enough that no pair of the tasks is left out.
         task_sizes: per-task size overrides (see ``mixdpo.tasks.task_sizes``); empty = the defaults.
@@ -98,7 +99,7 @@ class QualitySettings:
     beta: float = 1.0
     lora_r: int = 8
     estep_warmup_steps: int = 10
-    gate_estep_warmup_steps: dict[str, int] = field(default_factory=dict)
+    model_estep_warmup_steps: dict[str, dict[str, int]] = field(default_factory=dict)
     max_length: int = 160
     # random: models read bytes (~5 per SmolLM2 token): the same texts need ~3x the sequence length
     random_max_length: int = 448
@@ -120,9 +121,11 @@ class QualitySettings:
         for model, rate in self.model_learning_rates.items():
             if not rate > 0:
                 raise ConfigError("model_learning_rates", f"{model}: must be > 0, got {rate}")
-        for gate, steps in self.gate_estep_warmup_steps.items():
-            if steps < 0:
-                raise ConfigError("gate_estep_warmup_steps", f"{gate}: must be >= 0, got {steps}")
+        for model, per_gate in self.model_estep_warmup_steps.items():
+            for gate, steps in per_gate.items():
+                if steps < 0:
+                    problem = f"{model} {gate}: must be >= 0, got {steps}"
+                    raise ConfigError("model_estep_warmup_steps", problem)
 
     def learning_rate_for(self, model: str) -> float:
         """The policy learning rate of every case on ``model`` (before an ablation's own)."""
@@ -130,16 +133,16 @@ class QualitySettings:
             return self.model_learning_rates[model]
         return self.random_learning_rate if model.startswith("random:") else self.learning_rate
 
-    def estep_warmup_for(self, gate: str) -> int:
-        """The E-step warm-up steps of a mixture with ``gate`` (before an ablation's own)."""
-        return self.gate_estep_warmup_steps.get(gate, self.estep_warmup_steps)
+    def estep_warmup_for(self, model: str, gate: str) -> int:
+        """The E-step warm-up steps of a mixture on ``model`` with ``gate`` (before an ablation's own)."""
+        return self.model_estep_warmup_steps.get(model, {}).get(gate, self.estep_warmup_steps)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         if not self.model_learning_rates:
             del out["model_learning_rates"]  # documents written before the field existed stay comparable
-        if not self.gate_estep_warmup_steps:
-            del out["gate_estep_warmup_steps"]
+        if not self.model_estep_warmup_steps:
+            del out["model_estep_warmup_steps"]
         return out
 
 

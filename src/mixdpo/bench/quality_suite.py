@@ -53,7 +53,7 @@ def _stderr(line: str) -> None:
 
 
 # settings that apply to some cases only: a change invalidates those cases' rows, not the whole document
-_PER_CASE = ("model_learning_rates", "gate_estep_warmup_steps")
+_PER_CASE = ("model_learning_rates", "model_estep_warmup_steps")
 
 
 def _shared(settings: dict[str, Any]) -> dict[str, Any]:
@@ -251,9 +251,10 @@ def _learning_rates(settings: dict[str, Any], models: list[str]) -> str:
     return f"{settings['learning_rate']}, {settings['random_learning_rate']} for random models{extra}"
 
 
-def _warmups(settings: dict[str, Any]) -> str:
-    own = settings.get("gate_estep_warmup_steps", {})
-    extra = "".join(f", {steps} with a {gate} gate" for gate, steps in own.items())
+def _warmups(settings: dict[str, Any], models: list[str]) -> str:
+    own = settings.get("model_estep_warmup_steps", {})
+    extra = "".join(f", {steps} for `{model}` with a {gate} gate" for model, per_gate in own.items()
+                    if model in models for gate, steps in per_gate.items())  # fmt: skip
     return f"mixtures start with {settings['estep_warmup_steps']} hard E-step steps{extra}"
 
 
@@ -282,8 +283,9 @@ def report_markdown(document: dict[str, Any], image: str | None = None) -> str:
         f"Models {', '.join(f'`{m}`' for m in document['models'])}; seeds {document['seeds']} (each seed "
         f"rebuilds the task's splits and reinitialises training); every method trains LoRA r={s['lora_r']} "
         f"experts for {s['max_steps']} steps of {s['batch']} pairs with beta={s['beta']} (learning rate "
-        f"{_learning_rates(s, document['models'])}; {_warmups(s)}). Accuracies are on held-out "
-        f"pairs (prompts training never saw); mean ± sample standard deviation over seeds. Generation: "
+        f"{_learning_rates(s, document['models'])}; {_warmups(s, document['models'])}). Accuracies are on "
+        f"held-out pairs (prompts training never saw); mean ± sample standard deviation over seeds. "
+        f"Generation: "
         f"{s['generation_prompts']} held-out prompts, {s['max_new_tokens']} new tokens, top-p 0.95, gains "
         f"are the mean reward of the generated text minus the reference model's on the same prompts. "
         f"Pairs left out of training and evaluation (too long for max_length={s['max_length']}, "
