@@ -198,7 +198,15 @@ def tier(name: str, suite: str = "main") -> QualityTier:
         # The 17.5M random model diverges at the small one's 3e-3 (DPO loss 16-22) and swings at 1e-3
         # (loss 1.3-10.6 over 16 steps); at 3e-4 it stays below 5.3 and ends at 0.86 (plain DPO on
         # cross-domain, seed 0: python scripts/probe_learning_rate.py)
-        settings = QualitySettings(task_sizes=_FULL_SIZES, model_learning_rates={"random:llama-20m": 3e-4})
+        # SmolLM2's prompt gate, trained from step 10, took one expert to 100% before the experts differed
+        # (cross-domain seed 2: 52.5%, ARI 0); 20 hard E-step steps: 75.0 / 86.2 / 88.8% on seeds 2 / 0 / 1
+        # against 52.5 / 87.5 / 87.5. Not for the random models: their gate needs steps 10-20 (1M
+        # cross-domain: 80.0% over 3 seeds with 20, 87.1% with 10). BENCHMARKS.md, the collapse bullet.
+        settings = QualitySettings(
+            task_sizes=_FULL_SIZES,
+            model_learning_rates={"random:llama-20m": 3e-4},
+            model_estep_warmup_steps={"builtin:smollm2-135m": {"prompt": 20}},
+        )
         models, seeds = ("random:llama-1m", "random:llama-20m", "builtin:smollm2-135m"), (0, 1, 2)
     else:
         raise ConfigError("tier", f"got {name!r}; choose fast or full")
