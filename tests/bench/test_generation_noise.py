@@ -72,6 +72,10 @@ def test_the_generation_target_needs_differences_beyond_the_prompts_noise():
         # with the same reference texts, the paired mean is the difference of the two gains: about 1 - 1/4
         assert float(words[8]) == pytest.approx(float(words[1]) - float(words[3]), abs=0.011)
         assert float(words[8]) == pytest.approx(0.75, abs=0.1)
+        assert words[11:13] == ["vs", "DPO,"]
+        # over the reference: the expert's own gain, shown before the parenthesis
+        assert float(words[13]) == pytest.approx(float(words[1]), abs=0.011)
+        assert part.endswith("over the reference)")
     assert "no noise check" not in clear.measured
     # The same mean shifts drowned in per-prompt noise: the means alone would call it met
     (noisy,) = check_targets(_rows(shift=1.0, jitter=3.0))

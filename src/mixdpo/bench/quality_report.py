@@ -276,7 +276,8 @@ def _steering_target(model: str, mix: list[dict], dpo: list[dict]) -> QualityTar
                 checked = False
             else:
                 met = met and over_dpo[0] > over_dpo[1] and over_ref[0] > over_ref[1]
-                text += f" (paired over {len(ours)} prompts: {over_dpo[0]:+.2f} ± {over_dpo[1]:.2f} vs DPO)"
+                text += (f" (paired over {len(ours)} prompts: {over_dpo[0]:+.2f} ± {over_dpo[1]:.2f} vs DPO, "
+                         f"{over_ref[0]:+.2f} ± {over_ref[1]:.2f} over the reference)")  # fmt: skip
         wins += met
         shown.append(text)
     noise = "" if checked else " (no noise check: rows without per-prompt rewards)"
