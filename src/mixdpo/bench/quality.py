@@ -110,7 +110,7 @@ def score_generations(
     - ``generation``: ``{source: {"<axis>[<slice>]": mean reward}}``;
     - ``generation_rewards``: ``{source: {axis: [reward of prompt i]}}``, in the order of ``prompts`` (the
       same for every source of a case and for every method of a task and seed), so that two sources can
-      be compared prompt by prompt (:func:`mixdpo.bench.verdict.paired_compare`)."""
+      be compared prompt by prompt (:func:`mixdpo.bench.verdict.paired_difference`)."""
     from mixdpo.rewards import score_texts
 
     slice_by = SLICE_BY[task_name]

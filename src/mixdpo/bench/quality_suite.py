@@ -70,8 +70,8 @@ def _stored(path: Path) -> dict[str, Any]:
 
 def _rows_of(document: dict[str, Any], settings: QualitySettings) -> list[dict]:
     """Rows of ``document`` measured with the same shared settings and, row by row, at the learning rate
-    and E-step warm-up the settings now give the row's case (a per-model rate or per-gate warm-up added
-    later invalidates those rows only)."""
+    and E-step warm-up the settings now give the row's case (a per-model rate or a per-model, per-gate
+    warm-up added later invalidates those rows only)."""
     if not document or _shared(document.get("settings") or {}) != _shared(settings.to_dict()):
         return []  # other settings: nothing to reuse
     known = {f.name for f in fields(QualitySettings)}
@@ -285,9 +285,9 @@ def report_markdown(document: dict[str, Any], image: str | None = None) -> str:
         f"experts for {s['max_steps']} steps of {s['batch']} pairs with beta={s['beta']} (learning rate "
         f"{_learning_rates(s, document['models'])}; {_warmups(s, document['models'])}). Accuracies are on "
         f"held-out pairs (prompts training never saw); mean ± sample standard deviation over seeds. "
-        f"Generation: "
-        f"{s['generation_prompts']} held-out prompts, {s['max_new_tokens']} new tokens, top-p 0.95, gains "
-        f"are the mean reward of the generated text minus the reference model's on the same prompts. "
+        f"Generation: {s['generation_prompts']} held-out prompts, {s['max_new_tokens']} new tokens, top-p "
+        f"0.95, gains are the mean reward of the generated text minus the reference model's on the same "
+        f"prompts. "
         f"Pairs left out of training and evaluation (too long for max_length={s['max_length']}, "
         f"{s['random_max_length']} for byte-level random models): {left_out} of {read}.\n\n"
         f"### Targets\n\n{targets_table(check_targets(rows))}\n"

@@ -4,6 +4,9 @@ Two sources of noise decide whether a difference is a tie: training (the spread 
 finite held-out set (each accuracy is a proportion of n pairs, so a single run's accuracy moves by about
 sqrt(a (1 - a) / n) from the set's draw alone: 4.6 points at a = 0.5 on 120 pairs). With one seed only the
 second is visible, and it is the one that kept a +5-point difference on 120 pairs from being called a win.
+
+Generated text is compared the same way in spirit but paired: every source generates from the same held-out
+prompts, so :func:`paired_difference` tests the per-prompt differences of two sources' rewards.
 """
 
 from __future__ import annotations
