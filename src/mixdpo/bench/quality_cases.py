@@ -14,7 +14,7 @@ the number of experts, the E-step, the expert backend, or symmetry breaking swit
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from mixdpo.errors import ConfigError
@@ -136,6 +136,12 @@ class QualitySettings:
     def estep_warmup_for(self, model: str, gate: str) -> int:
         """The E-step warm-up steps of a mixture on ``model`` with ``gate`` (before an ablation's own)."""
         return self.model_estep_warmup_steps.get(model, {}).get(gate, self.estep_warmup_steps)
+
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any]) -> QualitySettings:
+        """The settings a document stored (:meth:`to_dict`); keys this version does not know are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in settings.items() if k in known})
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

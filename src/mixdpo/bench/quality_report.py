@@ -268,16 +268,15 @@ def _steering_target(model: str, mix: list[dict], dpo: list[dict]) -> QualityTar
         ours = _prompt_rewards(paired_mix, expert, axis)
         theirs = _prompt_rewards(paired_dpo, lambda r: "expert:0", axis)
         reference = _prompt_rewards(paired_mix, lambda r: "reference", axis)
-        if None in (ours, theirs, reference) or len(ours) != len(theirs):
+        usable = None not in (ours, theirs, reference) and len(ours) == len(theirs)
+        over_dpo = paired_difference(ours, theirs) if usable else None
+        over_ref = paired_difference(ours, reference) if usable else None
+        if over_dpo is None or over_ref is None:
             checked = False
         else:
-            over_dpo, over_ref = paired_difference(ours, theirs), paired_difference(ours, reference)
-            if over_dpo is None or over_ref is None:
-                checked = False
-            else:
-                met = met and over_dpo[0] > over_dpo[1] and over_ref[0] > over_ref[1]
-                text += (f" (paired over {len(ours)} prompts: {over_dpo[0]:+.2f} ± {over_dpo[1]:.2f} vs DPO, "
-                         f"{over_ref[0]:+.2f} ± {over_ref[1]:.2f} over the reference)")  # fmt: skip
+            met = met and over_dpo[0] > over_dpo[1] and over_ref[0] > over_ref[1]
+            text += (f" (paired over {len(ours)} prompts: {over_dpo[0]:+.2f} ± {over_dpo[1]:.2f} vs DPO, "
+                     f"{over_ref[0]:+.2f} ± {over_ref[1]:.2f} over the reference)")  # fmt: skip
         wins += met
         shown.append(text)
     noise = "" if checked else " (no noise check: rows without per-prompt rewards)"

@@ -11,7 +11,6 @@ import shutil
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +73,7 @@ def _rows_of(document: dict[str, Any], settings: QualitySettings) -> list[dict]:
     warm-up added later invalidates those rows only)."""
     if not document or _shared(document.get("settings") or {}) != _shared(settings.to_dict()):
         return []  # other settings: nothing to reuse
-    known = {f.name for f in fields(QualitySettings)}
-    then = QualitySettings(**{k: v for k, v in document["settings"].items() if k in known})
+    then = QualitySettings.from_dict(document["settings"])
     rows = [r for r in document.get("rows", []) if r.get("error") is None]
     return [r for r in rows if _trained_with(r, then) == _case_options(r["case"], settings)]
 
@@ -214,7 +212,7 @@ def _save(document: dict[str, Any], path: Path) -> None:
     models, can share a directory)."""
     keys = {json.dumps(r["case"], sort_keys=True) for r in document["rows"]}
     stored = _stored(path)
-    theirs = _rows_of(stored, QualitySettings(**document["settings"]))
+    theirs = _rows_of(stored, QualitySettings.from_dict(document["settings"]))
     for row in theirs:
         if json.dumps(row["case"], sort_keys=True) not in keys:
             document["rows"].append(row)

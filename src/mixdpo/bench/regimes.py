@@ -125,15 +125,19 @@ def split_new_users(rows: list[dict], n: int, test: int) -> tuple[list[dict], li
     return fit, held_out
 
 
+def _with_user_id(row: dict) -> dict:
+    return row | {"prompt": conditioned_prompt(TASK, row)}
+
+
 def conditioned_rows(rows: list[dict]) -> list[dict]:
     """Rows whose prompts carry the user id (conditioned DPO's input)."""
-    return [row | {"prompt": conditioned_prompt(TASK, row)} for row in rows]
+    return [_with_user_id(row) for row in rows]
 
 
 def conditioned_splits(files: dict[str, Path], out_dir: Path) -> dict[str, Path]:
     """The task's train and eval splits rewritten under ``out_dir`` with the user id in every prompt."""
     train_eval = {split: files[split] for split in ("train", "eval")}
-    return write_splits(train_eval, out_dir, lambda row: row | {"prompt": conditioned_prompt(TASK, row)})
+    return write_splits(train_eval, out_dir, _with_user_id)
 
 
 def _accuracy(evaluation: dict) -> dict[str, Any]:
