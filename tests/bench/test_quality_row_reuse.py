@@ -1,6 +1,6 @@
 """Which measured rows a quality run reuses: all of them while the settings are the same; none when a shared
-setting changes; only the affected cases' when a per-case setting (a model's learning rate, a gate's E-step
-warm-up) is added or changed."""
+setting changes; only the affected cases' when a per-case setting (a model's learning rate, a gate's
+warm-ups) is added or changed."""
 
 from __future__ import annotations
 
@@ -46,45 +46,57 @@ def test_a_per_model_learning_rate_drops_only_that_models_rows(tmp_path):
 SMOL = "builtin:smollm2-135m"
 
 
-def test_a_per_model_gate_warmup_drops_only_the_rows_of_that_models_mixtures_with_that_gate(tmp_path):
+PROMPT_WARMUPS = {"prompt": {"estep_warmup_steps": 20, "gate_warmup_steps": 10}}
+
+
+def test_a_gate_warmup_drops_only_the_rows_of_mixtures_with_that_gate(tmp_path):
     plain = QualitySettings()
-    assert "model_estep_warmup_steps" not in plain.to_dict()
-    own = replace(plain, model_estep_warmup_steps={SMOL: {"prompt": 20}})
-    assert own.to_dict()["model_estep_warmup_steps"] == {SMOL: {"prompt": 20}}
-    with pytest.raises(ConfigError, match="builtin:smollm2-135m prompt: must be >= 0"):
-        QualitySettings(model_estep_warmup_steps={SMOL: {"prompt": -1}})
+    assert "gate_warmups" not in plain.to_dict()
+    own = replace(plain, gate_warmups=PROMPT_WARMUPS)
+    assert own.to_dict()["gate_warmups"] == PROMPT_WARMUPS
+    with pytest.raises(ConfigError, match="prompt: estep_warmup_steps must be"):
+        QualitySettings(gate_warmups={"prompt": {"estep_warmup_steps": -1}})
+    with pytest.raises(ConfigError, match="prompt: warmup must be"):
+        QualitySettings(gate_warmups={"prompt": {"warmup": 3}})
 
-    def warmup(task, method, model=SMOL, variant="", settings=own):
-        case = QualityCase(task, method, model, 0, variant)
-        return training_options(case, settings, groups=2)["estep_warmup_steps"]
+    def warmups(task, method, model=SMOL, variant="", settings=own):
+        options = training_options(QualityCase(task, method, model, 0, variant), settings, groups=2)
+        return options["estep_warmup_steps"], options.get("gate_warmup_steps")
 
-    assert warmup("cross-domain", "moe-dpo") == 20  # SmolLM2's prompt gate
-    assert warmup("multi-reward", "moe-dpo") == 20
-    assert warmup("cross-domain", "moe-dpo", model="random:llama-1m") == 10  # another model
-    assert warmup("personas", "moe-dpo") == 10  # a user gate
-    assert warmup("cross-domain", "mix-dpo") == 10  # the global gate
-    assert warmup("cross-domain", "moe-dpo", settings=plain) == 10
-    assert warmup("personas", "moe-dpo", variant="no symmetry breaking") == 0  # the ablation's own wins
+    assert warmups("cross-domain", "moe-dpo") == (20, 10)  # a prompt gate, on every model
+    assert warmups("cross-domain", "moe-dpo", model="random:llama-1m") == (20, 10)
+    assert warmups("personas", "moe-dpo") == (10, None)  # a user gate: the library's default
+    assert warmups("cross-domain", "mix-dpo") == (10, None)  # the global gate
+    assert warmups("cross-domain", "moe-dpo", settings=plain) == (10, None)
+    assert warmups("personas", "moe-dpo", variant="no symmetry breaking") == (0, None)  # the ablation's own
 
-    # Rows written before rows stored their warm-up: what their document's settings gave their case
+    # Rows written before rows stored their warm-ups: what their document's settings gave their case
     old = [_row("cross-domain", "moe-dpo", model=SMOL), _row("cross-domain", "moe-dpo"),
            _row("cross-domain", "dpo", model=SMOL), _row("personas", "moe-dpo", model=SMOL),
            _row("personas", "moe-dpo", model=SMOL, variant="no symmetry breaking")]  # fmt: skip
     path = tmp_path / "quality.json"
     path.write_text(json.dumps({"settings": plain.to_dict(), "rows": old}))
     assert _previous_rows(path, plain) == old
-    assert _previous_rows(path, own) == old[1:]  # only SmolLM2's prompt-gate mixture is measured again
-    # a row re-measured with the new warm-up stores it, and is reused under the document's new settings
-    new = _row("cross-domain", "moe-dpo", model=SMOL, estep_warmup_steps=20)
-    path.write_text(json.dumps({"settings": own.to_dict(), "rows": [new, *old[1:]]}))
-    assert _previous_rows(path, own) == [new, *old[1:]]
-    assert _previous_rows(path, plain) == old[1:]  # and dropped if the override is taken away again
+    assert _previous_rows(path, own) == old[2:]  # only the prompt-gate mixtures are measured again
+    # a row re-measured with the new warm-ups stores them, and is reused under the document's new settings
+    new = _row("cross-domain", "moe-dpo", model=SMOL, estep_warmup_steps=20, gate_warmup_steps=10)
+    path.write_text(json.dumps({"settings": own.to_dict(), "rows": [new, *old[2:]]}))
+    assert _previous_rows(path, own) == [new, *old[2:]]
+    assert _previous_rows(path, plain) == old[2:]  # and dropped if the override is taken away again
+    # a row of the per-model warm-up this replaced (20 steps, the gate held back for them) is dropped too
+    before = {"settings": plain.to_dict() | {"model_estep_warmup_steps": {SMOL: {"prompt": 20}}}}
+    path.write_text(json.dumps(before | {"rows": [old[0] | {"estep_warmup_steps": 20}, *old[2:]]}))
+    assert _previous_rows(path, own) == old[2:]
 
 
-def test_the_report_states_the_warmups_of_the_models_it_shows():
-    own = replace(QualitySettings(), model_estep_warmup_steps={SMOL: {"prompt": 20}})
+def test_the_report_states_the_warmups():
+    own = replace(QualitySettings(), gate_warmups=PROMPT_WARMUPS)
     document = {"tier": "full", "command": "c", "date": "2026-11-30", "wall_s": 60.0, "hardware": "cpu",
                 "models": [SMOL], "seeds": [0], "rows": [], "settings": own.to_dict()}  # fmt: skip
+    said = "mixtures start with 10 hard E-step steps, 20 with a prompt gate (the gate trained from step 10, "
+    assert said + "ignored by the E-step until step 20))" in report_markdown(document)
+    # a document of the per-model warm-up it replaced still reads as it did
+    document["settings"] = QualitySettings().to_dict() | {"model_estep_warmup_steps": {SMOL: {"prompt": 20}}}
     assert "mixtures start with 10 hard E-step steps, 20 for `builtin:smollm2-135m` with a prompt gate)" in (
         report_markdown(document)
     )

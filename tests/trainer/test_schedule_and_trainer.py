@@ -79,6 +79,16 @@ def test_closed_form_gate_follows_the_responsibilities(tmp_path, small_task):
     assert after.sum().item() == pytest.approx(1.0)
 
 
+def test_marginal_objective_trains_with_the_default_warmup(tmp_path, small_task):
+    # the E-step warm-up does not apply to the marginal objective (no E-step); it used to fail to build
+    trainer, _ = make_trainer(
+        tmp_path, small_task, objective="marginal", max_steps=2, per_device_train_batch_size=4
+    )
+    assert trainer.args.estep_warmup_steps > 0
+    trainer.train()
+    assert trainer.schedule().at(0).objective.objective == "marginal"
+
+
 def test_metrics_jsonl_has_trl_and_em_names(tmp_path, small_task):
     trainer, _ = make_trainer(
         tmp_path, small_task, max_steps=4, logging_steps=2, per_device_train_batch_size=4

@@ -60,12 +60,11 @@ def training_options(case: QualityCase, settings: QualitySettings, groups: int) 
         "per_device_train_batch_size": settings.batch,
         "per_device_eval_batch_size": 16,
         "max_steps": settings.max_steps,
-        "estep_warmup_steps": settings.estep_warmup_for(case.model, gate),
         "max_length": settings.random_max_length if random_model else settings.max_length,
         "seed": case.seed,
         "logging_steps": max(1, settings.max_steps // 5),
         "disable_tqdm": True,
-    }
+    } | settings.warmups_for(gate)
     if case.method == "moe-dpo" and options["gate"] == "user":
         options["user_dropout"] = 0.05  # trains the fallback for unseen users, as the demo does
     variant = dict(ABLATIONS[case.variant]) if case.variant else {}
@@ -200,6 +199,7 @@ def run_quality_case(
             "lora_r": options.get("lora_r"),
             "learning_rate": options["learning_rate"],
             "estep_warmup_steps": options["estep_warmup_steps"],
+            "gate_warmup_steps": options.get("gate_warmup_steps"),  # None: the library's default
             "pairs": pairs,
             "eval": {key: evaluation.get(key) for key in EVAL_KEYS},
             "generation": None,

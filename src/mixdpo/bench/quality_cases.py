@@ -81,9 +81,9 @@ class QualitySettings:
             random model diverges at the small one's rate); only written to JSON when not empty, so the
             documents of tiers without overrides are unchanged.
         estep_warmup_steps: hard E-step warm-up steps (symmetry breaking) of every mixture.
-        model_estep_warmup_steps: model spec -> gate kind -> warm-up steps, overriding
-            ``estep_warmup_steps`` for that model's mixtures with that gate; written to JSON only when not
-            empty, like ``model_learning_rates``.
+        gate_warmups: gate kind -> ``MixDPOConfig`` warm-up options (``estep_warmup_steps``,
+            ``gate_warmup_steps``) of every mixture with that gate, overriding ``estep_warmup_steps``;
+            written to JSON only when not empty, like ``model_learning_rates``.
         max_length, random_max_length: tokens per sequence for subword and for byte-level (``random:``)
             tokenizers; long enough that no pair of the tasks is left out.
         task_sizes: per-task size overrides (see ``mixdpo.tasks.task_sizes``); empty = the defaults.
@@ -99,7 +99,7 @@ class QualitySettings:
     beta: float = 1.0
     lora_r: int = 8
     estep_warmup_steps: int = 10
-    model_estep_warmup_steps: dict[str, dict[str, int]] = field(default_factory=dict)
+    gate_warmups: dict[str, dict[str, int]] = field(default_factory=dict)
     max_length: int = 160
     # random: models read bytes (~5 per SmolLM2 token): the same texts need ~3x the sequence length
     random_max_length: int = 448
@@ -121,11 +121,13 @@ class QualitySettings:
         for model, rate in self.model_learning_rates.items():
             if not rate > 0:
                 raise ConfigError("model_learning_rates", f"{model}: must be > 0, got {rate}")
-        for model, per_gate in self.model_estep_warmup_steps.items():
-            for gate, steps in per_gate.items():
-                if steps < 0:
-                    problem = f"{model} {gate}: must be >= 0, got {steps}"
-                    raise ConfigError("model_estep_warmup_steps", problem)
+        for gate, options in self.gate_warmups.items():
+            for name, steps in options.items():
+                if name not in ("estep_warmup_steps", "gate_warmup_steps") or steps < 0:
+                    problem = (
+                        f"{gate}: {name} must be estep_warmup_steps or gate_warmup_steps, >= 0, got {steps}"
+                    )
+                    raise ConfigError("gate_warmups", problem)
 
     def learning_rate_for(self, model: str) -> float:
         """The policy learning rate of every case on ``model`` (before an ablation's own)."""
@@ -133,9 +135,9 @@ class QualitySettings:
             return self.model_learning_rates[model]
         return self.random_learning_rate if model.startswith("random:") else self.learning_rate
 
-    def estep_warmup_for(self, model: str, gate: str) -> int:
-        """The E-step warm-up steps of a mixture on ``model`` with ``gate`` (before an ablation's own)."""
-        return self.model_estep_warmup_steps.get(model, {}).get(gate, self.estep_warmup_steps)
+    def warmups_for(self, gate: str) -> dict[str, int]:
+        """The warm-up options of a mixture with ``gate`` (before an ablation's own)."""
+        return {"estep_warmup_steps": self.estep_warmup_steps} | self.gate_warmups.get(gate, {})
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> QualitySettings:
@@ -147,8 +149,8 @@ class QualitySettings:
         out = asdict(self)
         if not self.model_learning_rates:
             del out["model_learning_rates"]  # documents written before the field existed stay comparable
-        if not self.model_estep_warmup_steps:
-            del out["model_estep_warmup_steps"]
+        if not self.gate_warmups:
+            del out["gate_warmups"]
         return out
 
 
@@ -204,14 +206,14 @@ def tier(name: str, suite: str = "main") -> QualityTier:
         # The 17.5M random model diverges at the small one's 3e-3 (DPO loss 16-22) and swings at 1e-3
         # (loss 1.3-10.6 over 16 steps); at 3e-4 it stays below 5.3 and ends at 0.86 (plain DPO on
         # cross-domain, seed 0: python scripts/probe_learning_rate.py)
-        # SmolLM2's prompt gate, trained from step 10, took one expert to 100% before the experts differed
-        # (cross-domain seed 2: 52.5%, ARI 0); 20 hard E-step steps: 75.0 / 86.2 / 88.8% on seeds 2 / 0 / 1
-        # against 52.5 / 87.5 / 87.5. Not for the random models: their gate needs steps 10-20 (1M
-        # cross-domain: 80.0% over 3 seeds with 20, 87.1% with 10). BENCHMARKS.md, the collapse bullet.
+        # A prompt gate trained from step 10 took SmolLM2's experts to one before they differed (cross-domain
+        # seed 2: 52.5%, ARI 0); 20 hard steps with the gate held back fix that but leave the random models'
+        # gate too few steps (1M: 80.0% over 3 seeds, 87.1% with 10). 20 hard steps with the gate trained
+        # from step 10 on the likelihoods' assignments (estep_prior_ramp_steps) serve both: BENCHMARKS.md.
         settings = QualitySettings(
             task_sizes=_FULL_SIZES,
             model_learning_rates={"random:llama-20m": 3e-4},
-            model_estep_warmup_steps={"builtin:smollm2-135m": {"prompt": 20}},
+            gate_warmups={"prompt": {"estep_warmup_steps": 20, "gate_warmup_steps": 10}},
         )
         models, seeds = ("random:llama-1m", "random:llama-20m", "builtin:smollm2-135m"), (0, 1, 2)
     else:

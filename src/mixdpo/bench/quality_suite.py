@@ -52,7 +52,8 @@ def _stderr(line: str) -> None:
 
 
 # settings that apply to some cases only: a change invalidates those cases' rows, not the whole document
-_PER_CASE = ("model_learning_rates", "model_estep_warmup_steps")
+# (model_estep_warmup_steps: a per-model warm-up of older documents, replaced by gate_warmups)
+_PER_CASE = ("model_learning_rates", "gate_warmups", "model_estep_warmup_steps")
 
 
 def _shared(settings: dict[str, Any]) -> dict[str, Any]:
@@ -69,8 +70,8 @@ def _stored(path: Path) -> dict[str, Any]:
 
 def _rows_of(document: dict[str, Any], settings: QualitySettings) -> list[dict]:
     """Rows of ``document`` measured with the same shared settings and, row by row, at the learning rate
-    and E-step warm-up the settings now give the row's case (a per-model rate or a per-model, per-gate
-    warm-up added later invalidates those rows only)."""
+    and warm-ups the settings now give the row's case (a per-model rate or a per-gate warm-up added later
+    invalidates those rows only)."""
     if not document or _shared(document.get("settings") or {}) != _shared(settings.to_dict()):
         return []  # other settings: nothing to reuse
     then = QualitySettings.from_dict(document["settings"])
@@ -78,17 +79,21 @@ def _rows_of(document: dict[str, Any], settings: QualitySettings) -> list[dict]:
     return [r for r in rows if _trained_with(r, then) == _case_options(r["case"], settings)]
 
 
-def _case_options(case: dict[str, Any], settings: QualitySettings) -> tuple[float, int]:
-    """The per-case settings ``settings`` give ``case``: its learning rate and E-step warm-up."""
+_CASE_KEYS = ("learning_rate", "estep_warmup_steps", "gate_warmup_steps")
+
+
+def _case_options(case: dict[str, Any], settings: QualitySettings) -> tuple:
+    """The per-case settings ``settings`` give ``case``: its learning rate and warm-ups (None: the
+    library's default gate warm-up)."""
     options = training_options(QualityCase(**case), settings, groups=1)
-    return options["learning_rate"], options["estep_warmup_steps"]
+    return tuple(options.get(key) for key in _CASE_KEYS)
 
 
-def _trained_with(row: dict[str, Any], then: QualitySettings) -> tuple[float, int]:
+def _trained_with(row: dict[str, Any], then: QualitySettings) -> tuple:
     """The per-case settings ``row`` was trained with: stored in the row, or (rows written before it stored
-    its warm-up) what its document's settings ``then`` gave its case."""
-    rate, warmup = _case_options(row["case"], then)
-    return row.get("learning_rate", rate), row.get("estep_warmup_steps", warmup)
+    them) what its document's settings ``then`` gave its case."""
+    before = _case_options(row["case"], then)
+    return tuple(row.get(key, value) for key, value in zip(_CASE_KEYS, before, strict=True))
 
 
 def _previous_rows(path: Path, settings: QualitySettings) -> list[dict]:
@@ -250,9 +255,17 @@ def _learning_rates(settings: dict[str, Any], models: list[str]) -> str:
 
 
 def _warmups(settings: dict[str, Any], models: list[str]) -> str:
+    """How the mixtures' warm-ups read in the report (older documents: a per-model E-step warm-up)."""
     own = settings.get("model_estep_warmup_steps", {})
     extra = "".join(f", {steps} for `{model}` with a {gate} gate" for model, per_gate in own.items()
                     if model in models for gate, steps in per_gate.items())  # fmt: skip
+    for gate, options in settings.get("gate_warmups", {}).items():
+        steps = options.get("estep_warmup_steps", settings["estep_warmup_steps"])
+        extra += f", {steps} with a {gate} gate"
+        if "gate_warmup_steps" in options:
+            extra += f" (the gate trained from step {options['gate_warmup_steps']}"
+            # the library's default for gates that read the prompt (estep_prior_ramp_steps = 1)
+            extra += f", ignored by the E-step until step {steps})" if "prompt" in gate else ")"
     return f"mixtures start with {settings['estep_warmup_steps']} hard E-step steps{extra}"
 
 

@@ -2,6 +2,10 @@
 
     log q*_ik = log w_ik + l_ik - log p_i                      (exact posterior, ``soft``)
 
+A prior weight a in [0, 1] replaces log w by a log w (q proportional to w^a exp(l)): a = 0 assigns each
+pair by the experts' likelihoods alone, as under a uniform gate; a = 1 (the default) is the posterior.
+The trainer ramps a from 0 to 1 after the warm-up so that a gate still learning cannot starve an expert.
+
 Variants (``mode``):
 
 - ``soft``: q = q*, the exact posterior. Only with it does the M-step loss have the gradient of the
@@ -53,6 +57,7 @@ def responsibilities(
     temperature: float = 1.0,
     straight_through: bool = False,
     generator: torch.Generator | None = None,
+    prior_weight: float = 1.0,
 ) -> torch.Tensor:
     """Detached responsibilities q_ik for the M-step.
 
@@ -63,6 +68,7 @@ def responsibilities(
         temperature: T for ``tempered``, tau for ``gumbel`` (> 0); ignored otherwise.
         straight_through: ``gumbel`` only: return the one-hot sample instead of the relaxed one.
         generator: seeds the Gumbel noise.
+        prior_weight: a in [0, 1], the gate's weight in the posterior (log w -> a log w).
 
     Returns:
         [B, K] responsibilities, rows summing to 1, ``requires_grad=False``.
@@ -71,7 +77,9 @@ def responsibilities(
         raise ValueError(f"unknown E-step mode {mode!r}; choose one of {', '.join(ESTEP_MODES)}")
     if temperature <= 0 and mode in ("tempered", "gumbel"):
         raise ValueError(f"E-step temperature must be > 0, got {temperature}")
-    log_q = log_posterior(log_weights.detach(), loglik.detach())
+    if not 0.0 <= prior_weight <= 1.0:
+        raise ValueError(f"prior_weight must be in [0, 1], got {prior_weight}")
+    log_q = log_posterior(prior_weight * log_weights.detach(), loglik.detach())
     if mode == "soft":
         return log_q.exp()
     if mode == "hard":

@@ -46,6 +46,8 @@ class ObjectiveConfig:
         load_balance_weight: lambda_lb >= 0 of KL(mean routing || uniform); 0 = off.
         gate_entropy_weight: lambda_ent of the mean per-pair gate entropy (> 0 sharpens, < 0 smooths);
             0 = off.
+        estep_prior_weight: a in [0, 1], the gate's weight in the ``em`` E-step (q proportional to
+            w^a exp(l)); 1 = the posterior; a schedule ramps it after the warm-up.
     """
 
     beta: float = 0.1
@@ -59,6 +61,7 @@ class ObjectiveConfig:
     gate_temperature: float = 1.0
     load_balance_weight: float = 0.0
     gate_entropy_weight: float = 0.0
+    estep_prior_weight: float = 1.0
 
     def __post_init__(self) -> None:
         def choice(name: str, options: tuple[str, ...]) -> None:
@@ -84,6 +87,8 @@ class ObjectiveConfig:
         for name in ("gate_loss_weight", "load_balance_weight"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.estep_prior_weight <= 1.0:
+            raise ConfigError("estep_prior_weight", f"must be in [0, 1], got {self.estep_prior_weight}")
         if self.straight_through and self.estep != "gumbel":
             raise ConfigError("straight_through", f"only applies to estep 'gumbel', not {self.estep!r}")
         if self.objective == "marginal" and self.estep != "soft":
@@ -169,6 +174,7 @@ def mix_dpo_objective(
             temperature=config.estep_temperature if estep_temperature is None else estep_temperature,
             straight_through=config.straight_through,
             generator=generator,
+            prior_weight=config.estep_prior_weight,
         )
         loss = em_loss(
             q,

@@ -19,7 +19,6 @@ Defaults that differ from ``TrainingArguments``: ``learning_rate`` 5e-5 (LoRA-fr
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import torch
@@ -29,17 +28,9 @@ from mixdpo.data import TokenizationSettings
 from mixdpo.errors import ConfigError
 from mixdpo.objective import ObjectiveConfig
 from mixdpo.policy import PolicyConfig
+from mixdpo.trainer.distributed import launched_on_cpus_only
 
 ESTEP_WARMUP_MODES = ("hard", "gumbel")
-
-
-def _launched_on_cpus_only() -> bool:
-    """Several processes (``WORLD_SIZE`` > 1, set by torchrun / accelerate launch) and no accelerator."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return False
-    accelerators = (torch.cuda.is_available(), torch.backends.mps.is_available())
-    xpu = getattr(torch, "xpu", None)
-    return not any(accelerators) and not (xpu is not None and xpu.is_available())
 
 
 @dataclass
@@ -203,6 +194,15 @@ class MixDPOConfig(TrainingArguments):
         default="hard",
         metadata={"help": "Warm-up E-step: hard (argmax: classification EM) or gumbel (a sample per pair)."},
     )
+    estep_prior_ramp_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "N >= 1: the E-step ignores the gate during the E-step warm-up (q ~ w^a exp(l), a = 0: "
+            "a gate trained then learns from the experts' likelihoods without biasing them) and a reaches "
+            "1 N steps after it; 0: the posterior throughout. Default: 1 for a gate that reads the prompt, "
+            "0 otherwise."
+        },
+    )
     gate_loss_weight: float = field(default=1.0, metadata={"help": "lambda_gate: weight of the gate's loss."})
     load_balance_weight: float = field(
         default=0.0, metadata={"help": "Weight of KL(mean routing || uniform) (0 = off)."}
@@ -287,7 +287,7 @@ class MixDPOConfig(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
-        if not self.use_cpu and _launched_on_cpus_only():
+        if not self.use_cpu and launched_on_cpus_only():
             # transformers 5.24 / accelerate 1.15 under torchrun on a machine with no accelerator initialise
             # the process group but leave every rank training alone (DistributedType.NO) unless use_cpu is set
             self.use_cpu = True
@@ -300,7 +300,7 @@ class MixDPOConfig(TrainingArguments):
             self.dataloader_pin_memory = False  # pinning needs an accelerator (torch warns otherwise)
         if self.estep_warmup_mode not in ESTEP_WARMUP_MODES:
             raise ConfigError("estep_warmup_mode", f"got {self.estep_warmup_mode!r}; choose hard or gumbel")
-        for name in ("estep_warmup_steps", "gate_warmup_steps"):
+        for name in ("estep_warmup_steps", "gate_warmup_steps", "estep_prior_ramp_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
         if self.collapse_action not in ("warn", "reseed", "off"):
@@ -321,13 +321,8 @@ class MixDPOConfig(TrainingArguments):
             target = (
                 targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
             )
-            options = {
-                "r": self.lora_r,
-                "alpha": self.lora_alpha,
-                "dropout": self.lora_dropout,
-                "target_modules": target,
-                "top_layers": self.lora_top_layers,
-            }
+            options = {"r": self.lora_r, "alpha": self.lora_alpha, "dropout": self.lora_dropout,
+                       "target_modules": target, "top_layers": self.lora_top_layers}  # fmt: skip
         elif self.backend == "heads":
             options = {
                 "num_expert_layers": self.heads_num_layers,
@@ -337,16 +332,12 @@ class MixDPOConfig(TrainingArguments):
         else:
             options = {"per_expert_references": self.per_expert_references}
         options |= {"init_noise": self.init_noise, "average_logps": self.average_logps}
+        prompt = {"hidden_dim": self.gate_hidden_dim, "dropout": self.gate_dropout}
+        user = {"user_dropout": self.user_dropout}
         gate_options = {
-            "global": {"global_mode": self.global_gate_mode},
-            "prompt": {"hidden_dim": self.gate_hidden_dim, "dropout": self.gate_dropout},
-            "user": {"user_dropout": self.user_dropout},
-            "prompt+user": {
-                "hidden_dim": self.gate_hidden_dim,
-                "dropout": self.gate_dropout,
-                "user_dropout": self.user_dropout,
-            },
-        }.get(self.gate, {})
+            "global": {"global_mode": self.global_gate_mode}, "prompt": prompt, "user": user,
+            "prompt+user": prompt | user,
+        }.get(self.gate, {})  # fmt: skip
         return PolicyConfig(
             model=self.model,
             num_experts=self.num_experts,
@@ -363,32 +354,31 @@ class MixDPOConfig(TrainingArguments):
         )
 
     def objective_config(self) -> ObjectiveConfig:
-        """The :class:`ObjectiveConfig` of the main phase (after the E-step warm-up)."""
-        return ObjectiveConfig(
-            beta=self.beta,
-            loss_type=self.loss_type,
-            label_smoothing=self.label_smoothing,
-            objective=self.objective,
-            estep=self.estep,
-            estep_temperature=self.estep_temperature,
-            straight_through=self.straight_through,
-            gate_loss_weight=self.gate_loss_weight,
-            gate_temperature=self.gate_temperature,
-            load_balance_weight=self.load_balance_weight,
-            gate_entropy_weight=self.gate_entropy_weight,
-        )
+        """The :class:`ObjectiveConfig` of the main phase (after the E-step warm-up): the options of the
+        same names (``estep_prior_weight`` is the schedule's, see ``estep_prior_ramp_steps``)."""
+        names = [name for name in ObjectiveConfig.field_names() if name != "estep_prior_weight"]
+        return ObjectiveConfig(**{name: getattr(self, name) for name in names})
 
     def resolved_gate_warmup_steps(self) -> int:
         """``gate_warmup_steps``, or its default: ``estep_warmup_steps`` for a gate that reads the prompt.
 
-        Why: during the E-step warm-up the responsibilities are hard and close to arbitrary; a prompt gate
-        trained on them learns that partition of the prompts and, as the E-step's prior, keeps it. Measured
-        on SmolLM2-135M cross-domain (MoE-DPO, seed 0): with the gate trained from step 0, held-out accuracy
-        45% and ARI 0; held back for the 10 warm-up steps, 87.5%, ARI 1.0 and routing 100%.
-        """
+        Why: a prompt gate trained on the warm-up's near-arbitrary hard assignments keeps that partition as
+        the E-step's prior (SmolLM2-135M cross-domain, seed 0: 45%, ARI 0 trained from step 0; 87.5%, ARI 1.0
+        held back for the 10 warm-up steps)."""
         if self.gate_warmup_steps is not None:
             return self.gate_warmup_steps
         return self.estep_warmup_steps if self.gate in ("prompt", "prompt+user") else 0
+
+    def resolved_estep_prior_ramp_steps(self) -> int:
+        """``estep_prior_ramp_steps``, or its default: 1 for a gate that reads the prompt, else 0.
+
+        Why: a prompt gate can then train during the second half of a longer warm-up (the quality
+        benchmark's ``estep_warmup_steps=20 gate_warmup_steps=10``) without biasing the assignments, as it
+        did when it took one expert to 100% (BENCHMARKS.md, cross-domain). With the default gate warm-up it
+        is a no-op: the (zero-initialised) gate is still uniform throughout the E-step warm-up."""
+        if self.estep_prior_ramp_steps is not None:
+            return self.estep_prior_ramp_steps
+        return 1 if self.gate in ("prompt", "prompt+user") else 0
 
     def tokenization_settings(self) -> TokenizationSettings:
         return TokenizationSettings(

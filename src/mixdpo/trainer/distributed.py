@@ -10,6 +10,7 @@ there with the alternatives.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -23,6 +24,15 @@ logger = logging.getLogger(__name__)
 
 # Elements per all-reduce in average_gradients: bounds the flat buffer (100 MB of float32) as DDP's buckets do
 _BUCKET_ELEMENTS = 25 * 2**20
+
+
+def launched_on_cpus_only() -> bool:
+    """Several processes (``WORLD_SIZE`` > 1, set by torchrun / accelerate launch) and no accelerator."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    accelerators = (torch.cuda.is_available(), torch.backends.mps.is_available())
+    xpu = getattr(torch, "xpu", None)
+    return not any(accelerators) and not (xpu is not None and xpu.is_available())
 
 
 def launch_name(*, fsdp: bool, zero_stage: int | None) -> str | None:

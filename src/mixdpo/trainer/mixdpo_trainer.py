@@ -217,6 +217,7 @@ class MixDPOTrainer(Trainer):
                 estep_warmup_steps=args.estep_warmup_steps,
                 estep_warmup_mode=args.estep_warmup_mode,
                 gate_warmup_steps=args.resolved_gate_warmup_steps(),
+                prior_ramp_steps=args.resolved_estep_prior_ramp_steps(),
                 final_temperature=args.estep_final_temperature,
                 anneal_steps=args.estep_anneal_steps,
                 schedule=args.estep_schedule,
@@ -261,7 +262,12 @@ class MixDPOTrainer(Trainer):
             reduce_sum = self._reduce_sum if self.accelerator.num_processes > 1 else None
             gate.update(result.q, rho, reduce_sum=reduce_sum)
         self._store_metrics(
-            objective_metrics(result) | {"em/estep_temperature": torch.tensor(settings.temperature)}, mode
+            objective_metrics(result)
+            | {
+                "em/estep_temperature": torch.tensor(settings.temperature),
+                "em/estep_prior_weight": torch.tensor(settings.objective.estep_prior_weight),
+            },
+            mode,
         )
         if mode == "train" and self.collapse is not None:
             self._watch_collapse(result.q, result.margins.detach(), step)
