@@ -174,7 +174,7 @@ def test_ablation_suite_cases_and_options():
     ablations = tier("full", "ablations")
     assert [c.variant for c in ablations.cases] == list(ABLATIONS)
     assert {(c.task, c.method, c.model, c.seed) for c in ablations.cases} == {
-        ("personas", "moe-dpo", "builtin:smollm2-135m", 0)
+        ("cross-domain", "moe-dpo", "builtin:smollm2-135m", 0)
     }
     assert ablations.settings.generation_prompts == 0
     assert ablations.cases[0].to_dict()["variant"] == "base"
@@ -189,11 +189,11 @@ def test_ablation_suite_cases_and_options():
     settings = QualitySettings()
 
     def options(variant, model="builtin:smollm2-135m"):
-        return training_options(QualityCase("personas", "moe-dpo", model, 0, variant), settings, 2)
+        return training_options(QualityCase("cross-domain", "moe-dpo", model, 0, variant), settings, 2)
 
     assert options("base")["num_experts"] == 2
     assert options("base")["backend"] == "lora"
-    assert options("base")["gate_learning_rate"] == settings.gate_learning_rates["user"]
+    assert options("base")["gate_learning_rate"] == settings.gate_learning_rates["prompt"]
     assert options("K=8")["num_experts"] == 8
     assert options("hard E-step")["estep"] == "hard"
     assert options("no symmetry breaking")["init_noise"] == 0.0

@@ -1,5 +1,5 @@
-"""The report of ``mixdpo bench quality --suite ablations``: one row per ablation of MoE-DPO on personas
-(mean ± spread over seeds), how it compares with the base case, and a plot."""
+"""The report of ``mixdpo bench quality --suite ablations``: one row per ablation of MoE-DPO on the ablation
+task (mean ± spread over seeds), how it compares with the base case, and a plot."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from mixdpo.bench.quality_cases import ABLATIONS
+from mixdpo.bench.quality_cases import ABLATION_TASK, ABLATIONS, MOE_GATE
 from mixdpo.bench.quality_report import fmt_pair
 from mixdpo.bench.verdict import mean_spread
 
+_GROUPS = {"personas": "the fans and the critics", "cross-domain": "movie and book prompts"}[ABLATION_TASK]
 SECTION_BEGIN = "<!-- mixdpo bench quality ablations: begin -->"
 SECTION_END = "<!-- mixdpo bench quality ablations: end -->"
 
@@ -89,7 +90,7 @@ def plot_ablations(rows: list[dict], path: Path) -> Path | None:
         ax.bar([i + 0.2 for i in positions], ari, 0.4, label="ARI")
         ax.set_xticks(list(positions), variants, rotation=30, ha="right", fontsize=8)
         ax.set_ylim(0, 1.05)
-        ax.set_title(f"MoE-DPO ablations on personas\n{model}", fontsize=9)
+        ax.set_title(f"MoE-DPO ablations on {ABLATION_TASK}\n{model}", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,15 +103,15 @@ def ablations_markdown(document: dict[str, Any], commands: str, image: str | Non
     """The ablation report: how it was made, the table, the plot."""
     s = document["settings"]
     return (
-        "## Quality ablations: MoE-DPO on personas, one thing changed at a time "
+        f"## Quality ablations: MoE-DPO on {ABLATION_TASK}, one thing changed at a time "
         f"({document['tier']} tier)\n\n"
         f"{commands} ({document['date']}, wall time {document['wall_s'] / 60:.1f} min summed over the "
         f"cases)\n\nHardware and versions: {document['hardware']}.\n\n"
         f"Models {', '.join(f'`{m}`' for m in document['models'])}; seeds {document['seeds']}; every case "
         f"trains {s['max_steps']} steps of {s['batch']} pairs with beta={s['beta']} (learning rate "
         f"{s['learning_rate']}, {s['random_learning_rate']} for random models, unless the ablation says "
-        "otherwise) with the user gate, and is evaluated on held-out pairs of the same users (no "
-        "generation). *Worst-group accuracy* is the lower of the fans' and the critics' accuracy (a single "
-        "policy that follows the fans gets 0% on the critics).\n\n"
+        f"otherwise) with the {MOE_GATE[ABLATION_TASK]} gate, and is evaluated on held-out pairs (no "
+        f"generation). *Worst-group accuracy* is the lowest accuracy over the hidden groups ({_GROUPS}: a "
+        "single policy that follows one group's preference loses on the other's).\n\n"
         f"{ablation_table(document['rows'])}\n" + (f"![ablations]({image})\n" if image else "")
     )

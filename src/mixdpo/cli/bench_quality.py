@@ -24,7 +24,7 @@ of earlier runs into the same directory (run a tier model by model, or seed by s
 covers them all). With --update-benchmarks, cases in the published docs/benchmarks/quality-TIER.json are
 kept too (a fresh clone continues the published tier), and that file is updated after every case.
 
---suite ablations trains MoE-DPO on personas with one thing changed per case: K = 1, 2, 4, 8; soft, hard
+--suite ablations trains MoE-DPO on cross-domain with one thing changed per case: K = 1, 2, 4, 8; soft, hard
 or Gumbel E-step; lora, heads or independent experts; symmetry breaking off. It runs on the tier's
 largest model and first seed unless --models / --seeds say otherwise.
 
