@@ -94,16 +94,23 @@ def test_default_ramp_ignores_only_a_prompt_gate_during_the_warmup(tmp_path, gat
     assert args.resolved_estep_prior_ramp_steps() == want
 
 
+def _trained_prompt_gate(tmp_path, task, **options) -> tuple[MixDPOTrainer, MixturePolicy]:
+    """A tiny prompt-gate mixture trained with ``options``."""
+    args = MixDPOConfig(output_dir=str(tmp_path), model="random:llama-tiny", disable_tqdm=True, gate="prompt",
+                        per_device_train_batch_size=4, report_to=[], **options)  # fmt: skip
+    policy = MixturePolicy.create(args.policy_config())
+    dataset, _ = build_preference_dataset(task["train"], policy.tokenizer, args.tokenization_settings())
+    trainer = MixDPOTrainer(policy, args, train_dataset=dataset)
+    trainer.train()
+    return trainer, policy
+
+
 def test_a_prompt_gate_trained_during_the_warmup_does_not_bias_the_hard_assignments(tmp_path, small_task):
     # gate trained from step 1 of a 3-step hard warm-up, with a large learning rate: by step 2 its weights
     # are far from uniform, yet the warm-up's assignments must be the likelihoods' argmax alone
-    args = MixDPOConfig(output_dir=str(tmp_path), model="random:llama-tiny", disable_tqdm=True, gate="prompt",
-                        estep_warmup_steps=3, gate_warmup_steps=1, gate_learning_rate=0.5, max_steps=3,
-                        per_device_train_batch_size=4, report_to=[])  # fmt: skip
-    policy = MixturePolicy.create(args.policy_config())
-    dataset, _ = build_preference_dataset(small_task["train"], policy.tokenizer, args.tokenization_settings())
-    trainer = MixDPOTrainer(policy, args, train_dataset=dataset)
-    trainer.train()
+    trainer, policy = _trained_prompt_gate(
+        tmp_path, small_task, estep_warmup_steps=3, gate_warmup_steps=1, gate_learning_rate=0.5, max_steps=3
+    )
     assert trainer.schedule().at(3).objective.estep_prior_weight == 1.0
     batch = next(iter(trainer.get_train_dataloader()))
     trainer.state.global_step = 2  # the warm-up's last step, with the gate trained for one step
@@ -118,12 +125,9 @@ def test_a_prompt_gate_trained_during_the_warmup_does_not_bias_the_hard_assignme
 
 
 def test_training_logs_the_ramped_prior_weight(tmp_path, small_task):
-    args = MixDPOConfig(output_dir=str(tmp_path), model="random:llama-tiny", disable_tqdm=True, gate="prompt",
-                        estep_warmup_steps=2, estep_prior_ramp_steps=2, max_steps=4, logging_steps=1,
-                        per_device_train_batch_size=4, report_to=[])  # fmt: skip
-    policy = MixturePolicy.create(args.policy_config())
-    dataset, _ = build_preference_dataset(small_task["train"], policy.tokenizer, args.tokenization_settings())
-    MixDPOTrainer(policy, args, train_dataset=dataset).train()
+    _trained_prompt_gate(
+        tmp_path, small_task, estep_warmup_steps=2, estep_prior_ramp_steps=2, max_steps=4, logging_steps=1
+    )
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     # optimizer steps 0-3 (logged as 1-4): a = 0 through the 2-step warm-up, then 0.5, 1
     assert [r["em/estep_prior_weight"] for r in records if "loss" in r] == pytest.approx([0, 0, 0.5, 1])
