@@ -54,9 +54,9 @@ def test_a_gate_warmup_drops_only_the_rows_of_mixtures_with_that_gate(tmp_path):
     assert "gate_warmups" not in plain.to_dict()
     own = replace(plain, gate_warmups=PROMPT_WARMUPS)
     assert own.to_dict()["gate_warmups"] == PROMPT_WARMUPS
-    with pytest.raises(ConfigError, match="prompt: estep_warmup_steps must be"):
+    with pytest.raises(ConfigError, match="prompt: estep_warmup_steps must be >= 0"):
         QualitySettings(gate_warmups={"prompt": {"estep_warmup_steps": -1}})
-    with pytest.raises(ConfigError, match="prompt: warmup must be"):
+    with pytest.raises(ConfigError, match="prompt: got 'warmup'; set estep_warmup_steps"):
         QualitySettings(gate_warmups={"prompt": {"warmup": 3}})
 
     def warmups(task, method, model=SMOL, variant="", settings=own):

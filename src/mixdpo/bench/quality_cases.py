@@ -125,11 +125,11 @@ class QualitySettings:
                 raise ConfigError("model_learning_rates", f"{model}: must be > 0, got {rate}")
         for gate, options in self.gate_warmups.items():
             for name, steps in options.items():
-                if name not in ("estep_warmup_steps", "gate_warmup_steps") or steps < 0:
-                    problem = (
-                        f"{gate}: {name} must be estep_warmup_steps or gate_warmup_steps, >= 0, got {steps}"
-                    )
+                if name not in ("estep_warmup_steps", "gate_warmup_steps"):
+                    problem = f"{gate}: got {name!r}; set estep_warmup_steps and/or gate_warmup_steps"
                     raise ConfigError("gate_warmups", problem)
+                if steps < 0:
+                    raise ConfigError("gate_warmups", f"{gate}: {name} must be >= 0, got {steps}")
 
     def learning_rate_for(self, model: str) -> float:
         """The policy learning rate of every case on ``model`` (before an ablation's own)."""
@@ -208,10 +208,11 @@ def tier(name: str, suite: str = "main") -> QualityTier:
         # The 17.5M random model diverges at the small one's 3e-3 (DPO loss 16-22) and swings at 1e-3
         # (loss 1.3-10.6 over 16 steps); at 3e-4 it stays below 5.3 and ends at 0.86 (plain DPO on
         # cross-domain, seed 0: python scripts/probe_learning_rate.py)
-        # A prompt gate trained from step 10 took SmolLM2's experts to one before they differed (cross-domain
-        # seed 2: 52.5%, ARI 0); 20 hard steps with the gate held back fix that but leave the random models'
-        # gate too few steps (1M: 80.0% over 3 seeds, 87.1% with 10). 20 hard steps with the gate trained
-        # from step 10 on the likelihoods' assignments (estep_prior_ramp_steps) serve both: BENCHMARKS.md.
+        # A prompt gate trained from step 10 gave one of SmolLM2's experts 100% before they differed
+        # (cross-domain seed 2: 52.5%, ARI 0); 20 hard steps with the gate held back fix that but leave the
+        # random models' gate too few steps (1M: 80.0% over 3 seeds, 87.1% with 10). 20 hard steps with the
+        # gate trained from step 10 on the likelihoods' assignments (estep_prior_ramp_steps) serve both:
+        # BENCHMARKS.md, the cross-domain bullet.
         settings = QualitySettings(
             task_sizes=_FULL_SIZES,
             model_learning_rates={"random:llama-20m": 3e-4},
