@@ -4,7 +4,8 @@
 
 A prior weight a in [0, 1] replaces log w by a log w (q proportional to w^a exp(l)): a = 0 assigns each
 pair by the experts' likelihoods alone, as under a uniform gate; a = 1 (the default) is the posterior.
-The trainer ramps a from 0 to 1 after the warm-up so that a gate still learning cannot starve an expert.
+The trainer can hold a at 0 through the warm-up and ramp it to 1 after (``estep_prior_ramp_steps``; by
+default for gates that read the prompt), so that a gate still learning cannot starve an expert.
 
 Variants (``mode``):
 
