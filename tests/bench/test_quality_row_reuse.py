@@ -95,10 +95,5 @@ def test_the_report_states_the_warmups():
                 "models": [SMOL], "seeds": [0], "rows": [], "settings": own.to_dict()}  # fmt: skip
     said = "mixtures start with 10 hard E-step steps, 20 with a prompt gate (the gate trained from step 10, "
     assert said + "ignored by the E-step until step 20))" in report_markdown(document)
-    # a document of the per-model warm-up it replaced still reads as it did
-    document["settings"] = QualitySettings().to_dict() | {"model_estep_warmup_steps": {SMOL: {"prompt": 20}}}
-    assert "mixtures start with 10 hard E-step steps, 20 for `builtin:smollm2-135m` with a prompt gate)" in (
-        report_markdown(document)
-    )
-    document["models"] = ["random:llama-1m"]  # a model without rows: not said
+    document["settings"] = QualitySettings().to_dict()  # no per-gate warm-up: the shared one alone
     assert "mixtures start with 10 hard E-step steps)" in report_markdown(document)

@@ -254,11 +254,9 @@ def _learning_rates(settings: dict[str, Any], models: list[str]) -> str:
     return f"{settings['learning_rate']}, {settings['random_learning_rate']} for random models{extra}"
 
 
-def _warmups(settings: dict[str, Any], models: list[str]) -> str:
-    """How the mixtures' warm-ups read in the report (older documents: a per-model E-step warm-up)."""
-    own = settings.get("model_estep_warmup_steps", {})
-    extra = "".join(f", {steps} for `{model}` with a {gate} gate" for model, per_gate in own.items()
-                    if model in models for gate, steps in per_gate.items())  # fmt: skip
+def _warmups(settings: dict[str, Any]) -> str:
+    """How the mixtures' warm-ups read in the report."""
+    extra = ""
     for gate, options in settings.get("gate_warmups", {}).items():
         steps = options.get("estep_warmup_steps", settings["estep_warmup_steps"])
         extra += f", {steps} with a {gate} gate"
@@ -294,7 +292,7 @@ def report_markdown(document: dict[str, Any], image: str | None = None) -> str:
         f"Models {', '.join(f'`{m}`' for m in document['models'])}; seeds {document['seeds']} (each seed "
         f"rebuilds the task's splits and reinitialises training); every method trains LoRA r={s['lora_r']} "
         f"experts for {s['max_steps']} steps of {s['batch']} pairs with beta={s['beta']} (learning rate "
-        f"{_learning_rates(s, document['models'])}; {_warmups(s, document['models'])}). Accuracies are on "
+        f"{_learning_rates(s, document['models'])}; {_warmups(s)}). Accuracies are on "
         f"held-out pairs (prompts training never saw); mean ± sample standard deviation over seeds. "
         f"Generation: {s['generation_prompts']} held-out prompts, {s['max_new_tokens']} new tokens, top-p "
         f"0.95, gains are the mean reward of the generated text minus the reference model's on the same "

@@ -2,13 +2,14 @@
 
 from mixdpo.gating.base import Gate, GateInputs, sparsify_top_k
 from mixdpo.gating.combined import PromptUserGate
-from mixdpo.gating.factory import GATE_KINDS, build_gate, gate_from_config
+from mixdpo.gating.factory import GATE_KINDS, PROMPT_GATE_KINDS, build_gate, gate_from_config
 from mixdpo.gating.global_gate import GlobalGate
 from mixdpo.gating.prompt_gate import PromptGate
 from mixdpo.gating.user_gate import UserGate
 
 __all__ = [
     "GATE_KINDS",
+    "PROMPT_GATE_KINDS",
     "Gate",
     "GateInputs",
     "GlobalGate",

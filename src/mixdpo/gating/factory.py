@@ -11,6 +11,8 @@ from mixdpo.gating.prompt_gate import PromptGate
 from mixdpo.gating.user_gate import UserGate
 
 GATE_KINDS = ("global", "prompt", "user", "prompt+user")
+# the kinds that read the prompt features (and need feature_dim)
+PROMPT_GATE_KINDS = ("prompt", "prompt+user")
 
 
 def build_gate(
@@ -37,7 +39,7 @@ def build_gate(
     """
     if kind == "global":
         return GlobalGate(num_experts, mode=global_mode)
-    if kind in ("prompt", "prompt+user") and feature_dim is None:
+    if kind in PROMPT_GATE_KINDS and feature_dim is None:
         raise ValueError(f"a {kind!r} gate needs feature_dim (the width of the prompt features)")
     if kind == "prompt":
         return PromptGate(num_experts, feature_dim, hidden_dim, dropout)  # type: ignore[arg-type]

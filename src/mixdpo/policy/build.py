@@ -8,7 +8,7 @@ import torch
 
 from mixdpo.errors import ConfigError
 from mixdpo.experts import ExpertBackend, HeadsExperts, IndependentExperts, LoraExperts
-from mixdpo.gating import Gate, build_gate
+from mixdpo.gating import PROMPT_GATE_KINDS, Gate, build_gate
 from mixdpo.models import LoadedModel, load_model_and_tokenizer
 from mixdpo.policy.config import PolicyConfig
 
@@ -99,7 +99,7 @@ def build_policy_gate(
     """A fresh gate (uniform routing) sized for ``backend``'s prompt features and the known users."""
     options = dict(config.gate_options)
     _check_options(options, _GATE_OPTIONS, "gate_options")
-    feature_dim = backend.feature_dim if config.gate in ("prompt", "prompt+user") else None
+    feature_dim = backend.feature_dim if config.gate in PROMPT_GATE_KINDS else None
     # The prompt gate's hidden layer starts random: draw it from the config's seed, not from whatever the
     # global RNG holds by now (that depends on what ran first: it differed between a 1-process run and
     # each process of a torchrun launch, so their gates started apart).

@@ -26,6 +26,7 @@ from transformers import TrainingArguments
 
 from mixdpo.data import TokenizationSettings
 from mixdpo.errors import ConfigError
+from mixdpo.gating import PROMPT_GATE_KINDS
 from mixdpo.objective import ObjectiveConfig
 from mixdpo.policy import PolicyConfig
 from mixdpo.trainer.distributed import launched_on_cpus_only
@@ -367,7 +368,7 @@ class MixDPOConfig(TrainingArguments):
         held back for the 10 warm-up steps)."""
         if self.gate_warmup_steps is not None:
             return self.gate_warmup_steps
-        return self.estep_warmup_steps if self.gate in ("prompt", "prompt+user") else 0
+        return self.estep_warmup_steps if self.gate in PROMPT_GATE_KINDS else 0
 
     def resolved_estep_prior_ramp_steps(self) -> int:
         """``estep_prior_ramp_steps``, or its default: 1 for a gate that reads the prompt, else 0.
@@ -378,7 +379,7 @@ class MixDPOConfig(TrainingArguments):
         is a no-op: the (zero-initialised) gate is still uniform throughout the E-step warm-up."""
         if self.estep_prior_ramp_steps is not None:
             return self.estep_prior_ramp_steps
-        return 1 if self.gate in ("prompt", "prompt+user") else 0
+        return 1 if self.gate in PROMPT_GATE_KINDS else 0
 
     def tokenization_settings(self) -> TokenizationSettings:
         return TokenizationSettings(
