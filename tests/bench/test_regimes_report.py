@@ -76,3 +76,36 @@ def test_verdicts_allow_for_the_held_out_pairs():
     assert "MoE-DPO wins (+8.0 points)" in many_users_table(document)  # no count known: 2-point floor only
     document["settings"] = {"many_users_sizes": {"eval_pairs": 240}}
     assert "MoE-DPO ties (+8.0 points)" in many_users_table(document)  # 1.96 SE on 240 pairs: 8.8 points
+
+
+def test_the_personalisation_rate_is_shown_where_every_seed_used_the_same():
+    def rated(row, rate):
+        return row | {"learning_rate": rate}
+
+    document = {"seeds": {
+        "0": {"rows": [rated(_few("moe-dpo", 4, 0, 0.9, 2, fit=0.5), 0.3),
+                       rated(_few("cond-dpo", 4, 0, 0.6, 0, 18688), 1e-4)]},
+        "1": {"rows": [rated(_few("moe-dpo", 4, 1, 0.8, 2, fit=1.5), 0.3),
+                       rated(_few("cond-dpo", 4, 1, 0.7, 0, 18688), 2e-3)]},
+    }}  # fmt: skip
+    table = few_shot_table(document)
+    assert "| 4 | moe-dpo | refit the gate (experts frozen), lr 0.3 |" in table
+    # two rates over the seeds: no single rate to show
+    assert "| 4 | cond-dpo | fine-tune the policy (user id in the prompt) |" in table
+    assert "lr" not in few_shot_table(DOCUMENT)  # rows written before they kept their rate
+
+
+def test_the_report_names_the_rates_set_per_method():
+    from mixdpo.bench.regimes import HYPOTHESES, regime_tier
+    from mixdpo.bench.regimes_report import regimes_markdown
+
+    def report(settings):
+        seeds = {seed: measured | {"wall_s": 1.0} for seed, measured in DOCUMENT["seeds"].items()}
+        document = {"settings": settings.to_dict(), "seeds": seeds, "hardware": "h",
+                    "command": "c", "hypotheses": HYPOTHESES}  # fmt: skip
+        return regimes_markdown(document, None, "full")
+
+    full = regime_tier("full")
+    assert full.personalize_learning_rates == {"cond-dpo": 1e-4}
+    assert "(batch 8; cond-dpo at 0.0001, the others at their run's own learning rate" in report(full)
+    assert "(batch 8; each method at its run's own learning rate)" in report(regime_tier("fast"))

@@ -1,5 +1,6 @@
 """``run_regimes`` resumes per (seed, regime): regimes and seeds run one at a time land in one document,
-and a change of settings (other than the seeds) starts it afresh. The regimes themselves are replaced by
+a change of the model or the training budget starts it afresh, and a change of one regime's own settings
+re-measures that regime only. The regimes themselves are replaced by
 recorders here; ``tests/cli/test_cli_bench_regimes.py`` runs them for real."""
 
 from __future__ import annotations
@@ -8,9 +9,10 @@ import json
 
 import pytest
 
-from mixdpo.bench import regimes
-from mixdpo.bench.regimes import regime_tier, run_regimes
+from mixdpo.bench import regimes, regimes_suite
+from mixdpo.bench.regimes import regime_tier
 from mixdpo.bench.regimes_report import regimes_markdown
+from mixdpo.bench.regimes_suite import run_regimes, stale_regimes
 from mixdpo.errors import ConfigError
 
 
@@ -31,8 +33,8 @@ def calls(monkeypatch):
 
         return run
 
-    monkeypatch.setattr(regimes, "run_few_shot_users", recorder("few"))
-    monkeypatch.setattr(regimes, "run_many_users", recorder("many"))
+    monkeypatch.setattr(regimes_suite, "run_few_shot_users", recorder("few"))
+    monkeypatch.setattr(regimes_suite, "run_many_users", recorder("many"))
     return made
 
 
@@ -105,3 +107,68 @@ def test_many_users_resumes_at_the_first_case_not_measured(tmp_path, monkeypatch
     # without the published document, another fresh directory measures everything
     run_regimes(tier, tmp_path / "c", regimes=("many-users",), log=print)
     assert trained[6:] == [*trained[:4], *trained[4:6]]  # all six; the resumed run trained the last two
+
+
+def test_stale_regimes_compares_each_regimes_own_settings():
+    from dataclasses import replace
+
+    def as_stored(settings):
+        return json.loads(json.dumps(settings.to_dict()))
+
+    tier = regime_tier("fast")
+    stored = as_stored(tier)
+    assert stale_regimes(None, stored) is None
+    assert stale_regimes(stored, as_stored(replace(tier, seeds=(0, 1, 2)))) == set()
+    assert stale_regimes(stored, as_stored(replace(tier, personalize_learning_rates={"cond-dpo": 1e-4}))) == {
+        "few-shot-users"
+    }
+    assert stale_regimes(stored, as_stored(replace(tier, many_users_steps=7))) == {"many-users"}
+    both = replace(tier, personalize_epochs=1.0, many_users_groups=((2, 1),))
+    assert stale_regimes(stored, as_stored(both)) == {"few-shot-users", "many-users"}
+    # what both regimes read: nothing can be kept
+    assert stale_regimes(stored, as_stored(replace(tier, model="random:llama-1m"))) is None
+    quality = replace(tier, quality=replace(tier.quality, max_steps=9))
+    assert stale_regimes(stored, as_stored(quality)) is None
+
+
+def test_a_change_of_one_regimes_settings_remeasures_that_regime_only(tmp_path, calls):
+    from dataclasses import replace
+
+    tier = replace(regime_tier("fast"), seeds=(0, 1))
+    before = run_regimes(tier, tmp_path, log=print)
+    assert calls == [("few", 0), ("many", 0), ("few", 1), ("many", 1)]
+    many_rows = before["seeds"]["0"]["many_users"]
+    walls = before["seeds"]["0"]["regime_wall_s"]
+    assert before["seeds"]["0"]["wall_s"] == pytest.approx(sum(walls.values()))
+
+    lines: list[str] = []
+    rates = replace(tier, personalize_learning_rates={"cond-dpo": 1e-4})
+    after = run_regimes(rates, tmp_path, log=lines.append)
+    assert calls[4:] == [("few", 0), ("few", 1)]  # many-users kept for both seeds
+    assert "few-shot-users: measured with other settings, measured again" in lines
+    assert after["seeds"]["0"]["many_users"] == many_rows
+    assert after["settings"]["personalize_learning_rates"] == {"cond-dpo": 1e-4}
+    # the wall time keeps the kept regime's share and adds the new measurement's
+    now = after["seeds"]["0"]["regime_wall_s"]
+    assert now["many-users"] == walls["many-users"]
+    assert after["seeds"]["0"]["wall_s"] == pytest.approx(now["many-users"] + now["few-shot-users"])
+    # the same settings again: nothing to do
+    run_regimes(rates, tmp_path, log=print)
+    assert len(calls) == 6
+
+
+def test_a_seed_measured_before_regime_times_were_kept_keeps_its_rows_time(tmp_path, calls):
+    """Documents written before per-regime times: dropping a regime leaves the kept rows' own times."""
+    from dataclasses import replace
+
+    tier = replace(regime_tier("fast"), seeds=(0,))
+    document = run_regimes(tier, tmp_path, log=print)
+    seed = document["seeds"]["0"]
+    del seed["regime_wall_s"]
+    seed["wall_s"] = 1000.0
+    (tmp_path / "regimes.json").write_text(json.dumps(document))
+    after = run_regimes(replace(tier, personalize_epochs=1.0), tmp_path, log=print)
+    # the many-users row's own clock (train_s = 1.0), plus the new few-shot measurement
+    assert after["seeds"]["0"]["wall_s"] == pytest.approx(
+        1.0 + after["seeds"]["0"]["regime_wall_s"]["few-shot-users"]
+    )

@@ -75,7 +75,10 @@ def test_bench_regimes_fast_tier(tmp_path):
     assert "kept" in text
     assert "### Few-shot new users" in text
     assert "**Hypothesis.**" in text
-    assert "| 2 | cond-dpo | fine-tune the policy (user id in the prompt) |" in text
+    # the rate each method personalised at (the fast tier sets none: the runs' own)
+    assert "| 2 | cond-dpo | fine-tune the policy (user id in the prompt), lr 0.003 |" in text
+    assert "| 2 | moe-dpo | refit the gate (experts frozen), lr 0.3 |" in text
+    assert "(batch 8; each method at its run's own learning rate)" in text
     assert (tmp_path / "docs" / "benchmarks" / "regimes-fast.png").is_file()
     assert json.loads((tmp_path / "docs" / "benchmarks" / "regimes-fast.json").read_text()) == document
     assert "every row: `docs/benchmarks/regimes-fast.json`" in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from safetensors.torch import load_file
 
 from mixdpo.cli.main import main
@@ -64,6 +65,9 @@ def test_eval_generate_and_personalize_on_the_trained_run(trained_run, small_tas
     assert summary["expert_parameters_trained"] == 0
     assert summary["parameters_per_new_user"] == 2
     assert summary["experts_scored_once"]  # frozen experts: looked up, not run in every step
+    # no --learning-rate: the gate refits at the run's own gate rate, and the summary says which
+    trained_with = yaml.safe_load((trained_run / "config.yaml").read_text())
+    assert summary["learning_rate"] == pytest.approx(float(trained_with["gate_learning_rate"]))
     # The experts are untouched: the adapters in the personalised policy equal the original ones.
     for k in range(2):
         before = load_file(trained_run / "policy" / "experts" / f"expert_{k}" / "adapter_model.safetensors")
@@ -86,6 +90,7 @@ def test_personalize_can_fine_tune_the_experts_instead(trained_run, small_task, 
     assert summary["expert_parameters_trained"] > 0
     assert summary["parameters_per_new_user"] is None  # shared parameters, no per-user ones
     assert not summary["experts_scored_once"]
+    assert summary["learning_rate"] == 0.01
     before = load_file(trained_run / "policy" / "experts" / "expert_0" / "adapter_model.safetensors")
     after = load_file(out / "policy" / "experts" / "expert_0" / "adapter_model.safetensors")
     assert any(not (before[n] == after[n]).all() for n in before)

@@ -39,6 +39,15 @@ def _verdict(moe: list[dict], runs: list[dict], test_pairs: int | None = None) -
     return outcome if delta is None else f"MoE-DPO {outcome} ({delta:+.1f} points)"
 
 
+def _how(n: int, method: str, runs: list[dict]) -> str:
+    """How a method personalised, with its learning rate where the rows say (one rate for all seeds)."""
+    if n == 0 and method != "dpo":
+        return "none (unknown users)"
+    rates = {r.get("learning_rate") for r in runs}
+    rate = rates.pop() if len(rates) == 1 else None
+    return HOW[method] + (f", lr {rate:g}" if rate is not None else "")
+
+
 def _worst(row: dict) -> float | None:
     per_group = row.get("per_group") or {}
     return min(per_group.values()) if per_group else None
@@ -64,7 +73,7 @@ def few_shot_table(document: dict[str, Any]) -> str:
             runs = groups.get((n, method), [])
             if not runs:
                 continue
-            how = "none (unknown users)" if n == 0 and method != "dpo" else HOW[method]
+            how = _how(n, method, runs)
             verdict = _verdict(moe, runs) if method != "moe-dpo" else "—"
             cells = [
                 n, method, how,
@@ -163,6 +172,15 @@ def _table_or_gap(document: dict[str, Any], key: str, table: str) -> str:
     return f"Seeds measured: {seeds}.\n\n{table}"
 
 
+def _rates(settings: dict[str, Any]) -> str:
+    """The personalisation's learning rates set per method (the rest use their run's own)."""
+    rates = settings.get("personalize_learning_rates") or {}
+    if not rates:
+        return "; each method at its run's own learning rate"
+    named = ", ".join(f"{method} at {rate:g}" for method, rate in sorted(rates.items()))
+    return f"; {named}, the others at their run's own learning rate (the rate is in the table)"
+
+
 def _commands(document: dict[str, Any]) -> str:
     commands = document.get("commands") or [document["command"]]
     if len(commands) == 1:
@@ -185,7 +203,7 @@ def regimes_markdown(document: dict[str, Any], image: str | None, tier: str, dat
         f"MoE-DPO (K = 2, user gate), conditioned DPO and plain DPO each train {q['max_steps']} steps of "
         f"{q['batch']} pairs (LoRA r={q['lora_r']}, beta={q['beta']}) on the training users; then every "
         f"new user's first n pairs are used for {s['personalize_epochs']:g} epochs of personalisation "
-        f"(batch 8) and their "
+        f"(batch 8{_rates(s)}) and their "
         f"last {s['test_pairs_per_user']} pairs are the held-out test (the same for every n). *Fitting s*: "
         f"the gate refit or fine-tuning alone (for MoE-DPO: one no-grad pass of the frozen experts over "
         f"the new pairs, then the gate's steps); *load + fit + evaluate s*: the whole personalisation call, "

@@ -18,7 +18,8 @@ same pairs; both are scored on the new users' held-out pairs. n = 0 is the unkno
 
 Writes OUTPUT_DIR/regimes.json, regimes.md and regimes.png, and with --update-benchmarks the regimes
 section of BENCHMARKS.md. Resumable per seed and regime (many-users per case): run the regimes of a tier
-one at a time (--regimes), or seed by seed, into one directory and the report covers them all. With
+one at a time (--regimes), or seed by seed, into one directory and the report covers them all; a
+settings change re-measures only the regimes whose own settings changed. With
 --update-benchmarks the run continues from the published docs/benchmarks/regimes-TIER.json when the
 output directory has nothing of the same settings (a fresh clone), and updates that file after every
 measured case.
@@ -57,8 +58,9 @@ def add_regimes_arguments(sub) -> None:
 def run_regimes_command(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from mixdpo.bench.regimes import REGIMES, regime_tier, run_regimes
+    from mixdpo.bench.regimes import regime_tier
     from mixdpo.bench.regimes_report import SECTION_BEGIN, SECTION_END, plot_regimes, regimes_markdown
+    from mixdpo.bench.regimes_suite import REGIMES, run_regimes
     from mixdpo.bench.sections import publish, published_path, replace_section
 
     settings = regime_tier(args.tier)

@@ -55,7 +55,7 @@ def personalize_run(
 
     Returns:
         A summary (also written to ``<out_dir>/personalize.json``): new users, trainable parameters per new
-        user, wall time, and the evaluation when ``eval_data`` is given.
+        user, the learning rate used, wall time, and the evaluation when ``eval_data`` is given.
     """
     if train not in ("gate", "experts"):
         raise ConfigError("train", f"got {train!r}; choose gate (refit the gate) or experts (fine-tune them)")
@@ -97,6 +97,7 @@ def personalize_run(
         "gate_parameters_trained": gate_trained,
         "expert_parameters_trained": experts_trained,
         "wall_time_s": seconds,
+        "learning_rate": config.learning_rate if train == "experts" else config.gate_learning_rate,
         # gate-only refits score the frozen experts once instead of in every step
         "experts_scored_once": trainer.frozen_experts.passes > 0,
         "pairs": len(dataset),
