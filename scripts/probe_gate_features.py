@@ -3,14 +3,16 @@
 Trains a fresh ``PromptGate`` (K = 2) by cross-entropy on the true domain of cross-domain's training
 prompts (40 AdamW steps of 8 prompts, the quality benchmark's gate budget) and reports the share of held-out
 prompts routed to their domain's expert, with the features standardised on the training prompts (the
-gate's default since 2026-11-29) and without (layer norm only, as before). Features are the model's
-mean-pooled final hidden state over the prompt, as the trainer computes them.
+gate's default since 2026-11-29) and without (layer norm only, as before). Features are computed as the
+trainer computes them (``gate_features``): the model's mean-pooled final hidden state over the prompt
+(``last``) or its mean-pooled token embeddings (``embeddings``).
 
     python scripts/probe_gate_features.py --model builtin:smollm2-135m
-    python scripts/probe_gate_features.py --model random:llama-1m
+    python scripts/probe_gate_features.py --model random:llama-1m --features last,embeddings \
+        --gate-seeds 0,1,2 --rates 0.03
 
-Measured 2026-11-29 (seed 0): SmolLM2-135M layer norm only 50.0% at lr 0.03 and 0.3, standardised
-91.3% / 92.5%; random:llama-1m 50.0% / 50.0% against 78.8% / 88.7%.
+Measured 2026-11-29 (seed 0, last hidden state): SmolLM2-135M layer norm only 50.0% at lr 0.03 and 0.3,
+standardised 91.3% / 92.5%; random:llama-1m 50.0% / 50.0% against 78.8% / 88.7%.
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ from mixdpo.models import load_model_and_tokenizer
 from mixdpo.tasks import build_task
 
 
-def features(model, tokenizer, prompts: list[str]) -> torch.Tensor:
+def features(model, tokenizer, prompts: list[str], kind: str = "last") -> torch.Tensor:
     out = []
     for i in range(0, len(prompts), 16):
         enc = tokenizer(prompts[i : i + 16], return_tensors="pt", padding=True)
         with torch.no_grad():
-            out.append(pooled_prompt_features(model, enc["input_ids"], enc["attention_mask"]))
+            out.append(pooled_prompt_features(model, enc["input_ids"], enc["attention_mask"], kind))
     return torch.cat(out)
 
 
@@ -59,23 +61,32 @@ def routing_accuracy(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="builtin:smollm2-135m")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the task's split and the model's init")
+    parser.add_argument("--features", default="last", help="gate_features to probe, comma-separated")
+    parser.add_argument("--gate-seeds", default="", help="the gate's init and batches (default: --seed)")
+    parser.add_argument("--rates", default="0.03,0.3", help="gate learning rates, comma-separated")
     args = parser.parse_args()
     task = build_task("cross-domain", seed=args.seed, format="text")
     loaded = load_model_and_tokenizer(args.model, seed=args.seed)
-    data = {}
-    for split, rows in (("train", task.train), ("eval", task.eval)):
-        labels = torch.tensor([task.groups.index(r["group"]) for r in rows])
-        data[split] = (features(loaded.model, loaded.tokenizer, [r["prompt"] for r in rows]), labels)
-    width = data["train"][0].shape[1]
-    print(f"{args.model}: {len(task.train)} training prompts, {len(task.eval)} held-out, features {width}")
-    for standardise in (False, True):
-        for lr in (0.03, 0.3):
-            acc = routing_accuracy(
-                *data["train"], *data["eval"], standardise=standardise, lr=lr, seed=args.seed
+    gate_seeds = [int(s) for s in args.gate_seeds.split(",")] if args.gate_seeds else [args.seed]
+    print(f"{args.model}: {len(task.train)} training prompts, {len(task.eval)} held-out")
+    for kind in args.features.split(","):
+        data = {}
+        for split, rows in (("train", task.train), ("eval", task.eval)):
+            labels = torch.tensor([task.groups.index(r["group"]) for r in rows])
+            data[split] = (
+                features(loaded.model, loaded.tokenizer, [r["prompt"] for r in rows], kind),
+                labels,
             )
-            name = "standardised" if standardise else "layer norm only"
-            print(f"  {name:16s} gate lr {lr}: held-out routing {acc:.1%}")
+        for standardise in (False, True):
+            for lr in (float(r) for r in args.rates.split(",")):
+                accs = [
+                    routing_accuracy(*data["train"], *data["eval"], standardise=standardise, lr=lr, seed=seed)
+                    for seed in gate_seeds
+                ]
+                name = "standardised" if standardise else "layer norm only"
+                shown = " ".join(f"{a:.1%}" for a in accs)
+                print(f"  {kind:10s} {name:16s} gate lr {lr}: held-out routing {shown}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Expert backends: K expert policies and their references behind one interface returning [N, K] log-probs."""
 
-from mixdpo.experts.base import ExpertBackend, mean_pool, pooled_prompt_features
+from mixdpo.experts.base import GATE_FEATURES, ExpertBackend, mean_pool, pooled_prompt_features
 from mixdpo.experts.heads import ARCHITECTURES, HeadsExperts
 from mixdpo.experts.independent import IndependentExperts
 from mixdpo.experts.lora import LoraExperts
@@ -11,6 +11,7 @@ __all__ = [
     "ARCHITECTURES",
     "BACKENDS",
     "ExpertBackend",
+    "GATE_FEATURES",
     "HeadsExperts",
     "IndependentExperts",
     "LoraExperts",

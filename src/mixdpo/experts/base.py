@@ -42,19 +42,31 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     return (hidden.float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
+# what the prompt gate reads, mean-pooled over the prompt's tokens
+GATE_FEATURES = ("last", "embeddings")
+
+
 @torch.no_grad()
 def pooled_prompt_features(
-    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: str = "last"
 ) -> torch.Tensor:
-    """Mean-pooled final hidden state (after the final norm) of a causal LM's decoder over the prompt.
+    """Prompt features phi(x) = sum_t m_t h_t / sum_t m_t of a causal LM over the prompt's tokens.
 
     Args:
-        model: a transformers causal LM (or anything with ``get_decoder()``).
+        model: a transformers causal LM (or anything with ``get_decoder()`` / ``get_input_embeddings()``).
         input_ids, attention_mask: [B, Tp] prompt tokens.
+        features: ``last``: h_t is the decoder's final hidden state (after the final norm), one forward
+            of the decoder; ``embeddings``: h_t is the input embedding of token t (a bag of words, no
+            forward: what tells a topic's prompts apart is in which words they use, while the last
+            layer of a small or random model mixes that with everything else).
 
     Returns:
         [B, H] float32 features, no gradient.
     """
+    if features == "embeddings":
+        return mean_pool(model.get_input_embeddings()(input_ids), attention_mask)
+    if features != "last":
+        raise ValueError(f"features must be one of {GATE_FEATURES}, got {features!r}")
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
     hidden = decoder(
         input_ids=input_ids,
@@ -72,9 +84,12 @@ class ExpertBackend(nn.Module):
         kind: ``lora``, ``heads`` or ``independent``.
         num_experts: K.
         average_logps: score sequences by mean instead of sum of token log-probs (IPO-style).
+        gate_features: what :meth:`prompt_features` pools (``last`` or ``embeddings``); set from the
+            policy's config when the policy is built.
     """
 
     kind: str = "base"
+    gate_features: str = "last"
 
     def __init__(self, num_experts: int, average_logps: bool = False):
         super().__init__()
@@ -148,8 +163,9 @@ class ExpertBackend(nn.Module):
         return 1
 
     def prompt_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """[B, H] gate features of prompts: the frozen reference's mean-pooled final hidden state."""
-        return pooled_prompt_features(self.feature_model(), input_ids, attention_mask)
+        """[B, H] gate features of prompts from the frozen reference: mean-pooled final hidden state or
+        token embeddings (``gate_features``, see :func:`pooled_prompt_features`)."""
+        return pooled_prompt_features(self.feature_model(), input_ids, attention_mask, self.gate_features)
 
     @property
     def feature_dim(self) -> int:

@@ -291,7 +291,7 @@ class LoraExperts(ExpertBackend):
     def prompt_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         with self._reference() as ref:
             base = ref.get_base_model() if isinstance(ref, PeftModel) else ref
-            return pooled_prompt_features(base, input_ids, attention_mask)
+            return pooled_prompt_features(base, input_ids, attention_mask, self.gate_features)
 
     def feature_model(self) -> nn.Module:
         return self.reference_model if self.reference_model is not None else self.model.get_base_model()

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mixdpo.errors import ConfigError
-from mixdpo.experts import BACKENDS
+from mixdpo.experts import BACKENDS, GATE_FEATURES
 from mixdpo.gating import GATE_KINDS
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -29,6 +29,9 @@ class PolicyConfig:
             ``{"global_mode": "closed_form"}`` (global).
         beta: the DPO beta; implicit rewards are beta * (log pi_k - log pi_ref).
         gate_temperature: temperature of the gate softmax.
+        gate_features: what a prompt gate reads, mean-pooled over the prompt: ``last`` (the reference's
+            final hidden state) or ``embeddings`` (its token embeddings); see
+            :func:`mixdpo.experts.pooled_prompt_features`.
         top_k: at inference, route among the top-k experts only (None = all).
         dtype: weights dtype, ``float32`` (default), ``bfloat16`` or ``float16``.
         seed: seeds random base models, the symmetry-breaking noise and the gate's random initial weights.
@@ -43,6 +46,7 @@ class PolicyConfig:
     gate_options: dict[str, Any] = field(default_factory=dict)
     beta: float = 0.1
     gate_temperature: float = 1.0
+    gate_features: str = "last"
     top_k: int | None = None
     dtype: str = "float32"
     seed: int = 0
@@ -61,6 +65,10 @@ class PolicyConfig:
             raise ConfigError("beta", f"must be > 0, got {self.beta}")
         if not self.gate_temperature > 0:
             raise ConfigError("gate_temperature", f"must be > 0, got {self.gate_temperature}")
+        if self.gate_features not in GATE_FEATURES:
+            raise ConfigError(
+                "gate_features", f"got {self.gate_features!r}; choose one of {', '.join(GATE_FEATURES)}"
+            )
         if self.top_k is not None and not 1 <= self.top_k <= self.num_experts:
             raise ConfigError(
                 "top_k", f"must be between 1 and num_experts={self.num_experts}, got {self.top_k}"
@@ -77,4 +85,5 @@ class PolicyConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(unknown[0], f"unknown policy option; known options: {', '.join(sorted(known))}")
-        return cls(**data)
+        # policies saved before gate_features existed read the final hidden state, whatever the default is
+        return cls(**{"gate_features": "last", **data})

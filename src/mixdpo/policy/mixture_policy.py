@@ -96,6 +96,7 @@ class MixturePolicy(nn.Module):
     ):
         super().__init__()
         self.policy_config, self.backend, self.gate, self.tokenizer = config, backend, gate, tokenizer
+        backend.gate_features = config.gate_features  # the backend computes the gate's features
         self.users = list(users)
         self._user_index = {u: i for i, u in enumerate(self.users)}
         self.num_user_features = num_user_features
@@ -228,10 +229,12 @@ class MixturePolicy(nn.Module):
             tokenization=tokenization,
             num_columns=self.backend.num_reference_columns,
             average=self.backend.average_logps,
-            extra={
-                "prompt_features": "mean-pooled-final-hidden" if self.gate.needs_prompt_features else None
-            },
+            extra={"prompt_features": self._feature_key() if self.gate.needs_prompt_features else None},
         )
+
+    def _feature_key(self) -> str:
+        # the name cached tables of the final hidden state were stored under before embeddings existed
+        return {"last": "mean-pooled-final-hidden"}.get(self.backend.gate_features, "mean-pooled-embeddings")
 
     def reference_score_fn(self) -> Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, ...]]:
         """A ``score_fn`` for :class:`mixdpo.reference.ReferenceCache`: batch -> (ref chosen [B, R], ref

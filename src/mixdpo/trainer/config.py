@@ -125,6 +125,13 @@ class MixDPOConfig(TrainingArguments):
     )
     gate_hidden_dim: int = field(default=64, metadata={"help": "prompt gate: hidden width (0 = linear)."})
     gate_dropout: float = field(default=0.0, metadata={"help": "prompt gate: dropout."})
+    gate_features: str = field(
+        default="last",
+        metadata={
+            "help": "prompt gate: what it reads, mean-pooled over the prompt: last (the reference's final "
+            "hidden state) or embeddings (its token embeddings: no forward pass)."
+        },
+    )
     user_dropout: float = field(
         default=0.1,
         metadata={
@@ -348,6 +355,7 @@ class MixDPOConfig(TrainingArguments):
             gate_options=gate_options,
             beta=self.beta,
             gate_temperature=self.gate_temperature,
+            gate_features=self.gate_features,
             top_k=self.gate_top_k,
             dtype=self.model_dtype,
             seed=self.model_seed,
