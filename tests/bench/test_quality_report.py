@@ -198,6 +198,8 @@ def test_ablation_suite_cases_and_options():
     assert options("hard E-step")["estep"] == "hard"
     assert options("no symmetry breaking")["init_noise"] == 0.0
     assert options("no symmetry breaking")["estep_warmup_steps"] == 0
+    assert options("embedding gate")["gate_features"] == "embeddings"
+    assert "gate_features" not in options("base")  # the library's default: the final hidden state
     heads = options("heads backend")
     assert heads["backend"] == "heads"
     assert heads["heads_num_layers"] == 4

@@ -25,6 +25,8 @@ CHANGES = {
     "heads backend": "shared trunk + K copies of the top blocks (4 and lr 1e-4 on pretrained models)",
     "independent backend": "K full models (lr 1e-5 on pretrained models)",
     "no symmetry breaking": "init_noise 0 and no hard warm-up (LoRA experts still differ in their random A)",
+    "embedding gate": "the prompt gate reads the prompt's mean-pooled token embeddings instead of the final "
+    "hidden state",
 }
 
 

@@ -46,6 +46,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "heads backend": {"backend": "heads", "pretrained": {"heads_num_layers": 4, "learning_rate": 1e-4}},
     "independent backend": {"backend": "independent", "pretrained": {"learning_rate": 1e-5}},
     "no symmetry breaking": {"init_noise": 0.0, "estep_warmup_steps": 0},
+    "embedding gate": {"gate_features": "embeddings"},
 }
 
 
