@@ -16,8 +16,9 @@ TINY = ["model=random:llama-tiny", "lora_r=4", "per_device_train_batch_size=8", 
 
 def test_a_prompt_gate_on_token_embeddings_trains_evaluates_and_generates(tmp_path, small_task, capsys):
     run = tmp_path / "run"
-    args = ["train", f"output_dir={run}", f"train_file={small_task['train']}", f"eval_file={small_task['eval']}",
-            "gate=prompt", "gate_features=embeddings", "max_steps=2", *TINY]  # fmt: skip
+    args = ["train", f"output_dir={run}", f"train_file={small_task['train']}",
+            f"eval_file={small_task['eval']}", "gate=prompt", "gate_features=embeddings", "max_steps=2",
+            *TINY]  # fmt: skip
     assert main(args) == 0
     assert yaml.safe_load((run / "config.yaml").read_text())["gate_features"] == "embeddings"
     policy = MixturePolicy.from_pretrained(run / "policy")
@@ -48,5 +49,6 @@ def test_an_unknown_choice_is_a_clear_error(tmp_path, small_task, capsys):
             "gate_features=words", "max_steps=1", *TINY]  # fmt: skip
     assert main(args) != 0
     err = capsys.readouterr().err
-    assert "gate_features" in err and "last, embeddings" in err
+    assert "gate_features" in err
+    assert "last, embeddings" in err
     assert "Traceback" not in err

@@ -80,10 +80,13 @@ def test_the_choice_keys_the_reference_cache():
     assert keys["last"].digest() != keys["embeddings"].digest()
 
 
-@pytest.mark.parametrize("where", ["policy", "trainer"])
+UNKNOWN = {
+    "policy": lambda: PolicyConfig(gate="prompt", gate_features="words"),
+    "trainer": lambda: MixDPOConfig(output_dir="unused", report_to=[], gate="prompt", gate_features="words"),
+}
+
+
+@pytest.mark.parametrize("where", list(UNKNOWN))
 def test_an_unknown_choice_names_the_option_and_the_choices(where):
-    with pytest.raises(ConfigError, match="gate_features.*'words'.*last, embeddings"):
-        if where == "policy":
-            PolicyConfig(gate="prompt", gate_features="words")
-        else:
-            MixDPOConfig(output_dir="unused", report_to=[], gate="prompt", gate_features="words")
+    with pytest.raises(ConfigError, match=r"gate_features.*'words'.*last, embeddings"):
+        UNKNOWN[where]()

@@ -10,8 +10,8 @@ BACKENDS = ("lora", "heads", "independent")
 __all__ = [
     "ARCHITECTURES",
     "BACKENDS",
-    "ExpertBackend",
     "GATE_FEATURES",
+    "ExpertBackend",
     "HeadsExperts",
     "IndependentExperts",
     "LoraExperts",
