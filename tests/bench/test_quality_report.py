@@ -308,6 +308,32 @@ def test_baseline_verdicts_allow_for_the_held_out_pairs():
     assert "ties on accuracy (+5.0 points), ties on the worst group" in baseline_table(rows)
 
 
+def test_baseline_verdicts_are_paired_when_every_row_kept_its_outcomes():
+    from mixdpo.bench.quality_report import baseline_table, paired_outcomes
+
+    mine = [_row("personas", "moe-dpo", s, 0.55, {"fans": 0.55, "critics": 0.55}) for s in (0, 1)]
+    theirs = [_row("personas", "dpo", s, 0.50, {"fans": 0.50, "critics": 0.50}) for s in (0, 1)]
+    for row in mine + theirs:
+        row["eval"] |= {"num_pairs": 120, "per_group_pairs": {"fans": 60, "critics": 60}}
+    # 6 pairs of 120 that MoE-DPO alone gets right, per seed; both right on 60
+    for row in mine:
+        row["eval"]["pair_correct"] = ("1" * 66).ljust(120, "0")
+    for row in theirs:
+        row["eval"]["pair_correct"] = ("0" * 6 + "1" * 60).ljust(120, "0")
+    assert (
+        paired_outcomes(mine, theirs)
+        == [(mine[0]["eval"]["pair_correct"], theirs[0]["eval"]["pair_correct"])] * 2
+    )
+    assert "moe-dpo wins on accuracy (+5.0 points), ties on the worst group (+5.0 points)" in baseline_table(
+        mine + theirs
+    )  # the worst group stays unpaired: its group can differ from row to row
+    # a seed without outcomes, or seeds that differ: unpaired, and +5 on 2 x 120 pairs is a tie
+    theirs[1]["eval"]["pair_correct"] = None
+    assert paired_outcomes(mine, theirs) is None
+    assert "moe-dpo ties on accuracy (+5.0 points)" in baseline_table(mine + theirs)
+    assert paired_outcomes(mine, theirs[:1]) is None
+
+
 def test_saving_adopts_rows_another_invocation_wrote(tmp_path):
     import json
 
@@ -371,3 +397,10 @@ def test_trl_baseline_adapts_the_same_top_layers_as_the_backend():
         n.split(".layers.")[1].split(".")[0] for n, _ in peft_model.named_parameters() if "lora_A" in n
     }
     assert adapted == {str(depth - 1)}
+
+
+def test_pair_outcomes_put_each_prediction_at_its_file_row():
+    from mixdpo.bench.quality import pair_outcomes
+
+    predictions = [{"row": 3, "correct": True}, {"row": 1, "correct": False}, {"row": 4, "correct": True}]
+    assert pair_outcomes(predictions, 5) == "0.11."  # rows 2 and 5 were not scored (left out)

@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from mixdpo.bench.verdict import compare, mean_spread, sampling_error
+from mixdpo.bench.verdict import compare, mean_spread, paired_sampling_error, sampling_error
 
 
 def test_sampling_error_is_the_binomial_standard_error_of_the_mean():
@@ -56,3 +56,43 @@ def test_the_larger_of_spread_floor_and_sampling_noise_decides():
     assert compare([0.55], [0.50], [120], None)[0] == "wins"
     assert compare([None], [0.5], [1], [1]) == ("not measured", None)
     assert mean_spread([0.2, None, 0.4]) == pytest.approx((0.3, statistics.stdev([0.2, 0.4])))
+
+
+def _outcomes(n: int, mine_only: int, theirs_only: int, both: int) -> tuple[str, str]:
+    """Outcome strings of n pairs: ``mine_only`` pairs right for mine alone, ``theirs_only`` for theirs
+    alone, ``both`` for both, the rest wrong for both."""
+    mine = "1" * mine_only + "0" * theirs_only + "1" * both
+    theirs = "0" * mine_only + "1" * theirs_only + "1" * both
+    return mine.ljust(n, "0"), theirs.ljust(n, "0")
+
+
+def test_paired_error_is_the_standard_error_of_the_discordant_pairs():
+    # d_i in {-1, 0, 1}: with b = mine-only and c = theirs-only pairs of n, mean (b - c) / n and sample
+    # variance (b + c - n mean^2) / (n - 1), the textbook form of McNemar's paired difference
+    for n, b, c in ((120, 6, 0), (120, 20, 14), (40, 3, 9), (1000, 0, 1)):
+        mean = (b - c) / n
+        variance = (b + c - n * mean**2) / (n - 1)
+        mine, theirs = _outcomes(n, b, c, both=n // 3)
+        assert paired_sampling_error([(mine, theirs)]) == pytest.approx(math.sqrt(variance / n))
+    # two seeds: the variances of the two seeds' differences add, the mean over seeds halves the error
+    s1, s2 = _outcomes(120, 6, 0, 50), _outcomes(96, 10, 4, 40)
+    one, two = paired_sampling_error([s1]), paired_sampling_error([s2])
+    assert paired_sampling_error([s1, s2]) == pytest.approx(math.hypot(one, two) / 2)
+    # pairs either side did not score ("." : left out) are not pairs
+    assert paired_sampling_error([("1.10", "0001")]) == paired_sampling_error([("110", "001")])
+    assert paired_sampling_error([("10", "0")]) is None  # not aligned
+    assert paired_sampling_error([("1", "0")]) is None  # no spread to estimate
+    assert paired_sampling_error([]) is None
+
+
+def test_a_paired_test_sees_what_the_unpaired_one_hides():
+    # +5 points on 120 pairs: unpaired a tie (margin 12.6 points); paired, when the 6 pairs mine gains are
+    # the only disagreements, a win (margin 1.96 * 2.0 = 3.9 points)
+    mine, theirs = _outcomes(120, 6, 0, both=60)
+    assert compare([0.55], [0.50], [120], [120]) == ("ties", pytest.approx(5.0))
+    assert compare([0.55], [0.50], [120], [120], paired=[(mine, theirs)]) == ("wins", pytest.approx(5.0))
+    # the same +5 from 30 pairs gained and 24 lost is noise, paired too
+    mine, theirs = _outcomes(120, 30, 24, both=30)
+    assert compare([0.55], [0.50], [120], [120], paired=[(mine, theirs)])[0] == "ties"
+    # outcomes that cannot be paired: the unpaired error is used
+    assert compare([0.55], [0.50], [120], [120], paired=[("1", "0")])[0] == "ties"

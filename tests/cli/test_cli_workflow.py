@@ -37,14 +37,27 @@ def test_train_writes_the_run_directory_contract(trained_run):
         assert key in result
     assert set(result["per_group_accuracy"]) == {"fans", "critics"}
     assert result["baseline"]["num_experts"] == 1  # baseline=true trained plain DPO
+    # the same evaluation per pair, next to eval.json: it averages to the reported accuracy
+    pairs = [json.loads(line) for line in (trained_run / "eval_predictions.jsonl").read_text().splitlines()]
+    assert len(pairs) == result["num_pairs"]
+    assert sum(p["correct"] for p in pairs) / len(pairs) == pytest.approx(result["mixture_accuracy"])
     assert (trained_run / "baseline" / "policy" / "mixdpo_policy.json").is_file()
     assert list(trained_run.glob("*.png"))
 
 
 def test_eval_generate_and_personalize_on_the_trained_run(trained_run, small_task, capsys):
     out = trained_run / "heldout.json"
-    assert main(["eval", str(trained_run), "--data", str(small_task["eval"]), "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["num_pairs"] == 12
+    per_pair = trained_run / "heldout-pairs.jsonl"
+    code = main(["eval", str(trained_run), "--data", str(small_task["eval"]), "--out", str(out),
+                 "--predictions", str(per_pair)])  # fmt: skip
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["num_pairs"] == 12
+    pairs = [json.loads(line) for line in per_pair.read_text().splitlines()]
+    assert [p["row"] for p in pairs] == list(range(1, 13))  # the data file's rows, in order
+    assert sum(p["correct"] for p in pairs) / 12 == pytest.approx(result["mixture_accuracy"])
+    assert {p["group"] for p in pairs} == set(result["per_group_accuracy"])
+    assert f"per pair: {per_pair}" in capsys.readouterr().out
 
     capsys.readouterr()
     prompt = "User: review Dune\nAssistant:"

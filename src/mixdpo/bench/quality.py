@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,10 @@ Log = Callable[[str], None]
 AXES = {"multi-reward": ("sentiment", "readability", "length"), "cross-domain": ("length",),
         "personas": ("sentiment",)}  # fmt: skip
 SLICE_BY = {"multi-reward": None, "cross-domain": "domain", "personas": "group"}
+# pair_correct: every held-out pair's outcome (see pair_outcomes), for paired tests between methods
 EVAL_KEYS = ("mixture_accuracy", "per_group_accuracy", "ari", "nmi", "routing_accuracy", "expert_usage",
-             "group_to_expert", "oracle_accuracy", "num_pairs", "per_group_pairs")  # fmt: skip
+             "group_to_expert", "oracle_accuracy", "num_pairs", "per_group_pairs",
+             "pair_correct")  # fmt: skip
 
 
 def _silent(message: str) -> None:
@@ -150,23 +152,40 @@ def generation_metrics(
     return score_generations(task_name, prompts, texts)
 
 
+def pair_outcomes(predictions: Sequence[dict], num_rows: int) -> str:
+    """Each row of the evaluation file as one character: "1" when the mixture preferred the chosen response
+    (P_i > 1/2), "0" when not, "." when the row was not scored (left out as too long or invalid).
+
+    ``predictions`` are :func:`~mixdpo.evaluation.pair_predictions` rows with their 1-based source ``row``.
+    Methods scored on the same file give strings aligned pair by pair (a paired test's input)."""
+    chars = ["."] * num_rows
+    for p in predictions:
+        chars[p["row"] - 1] = "1" if p["correct"] else "0"
+    return "".join(chars)
+
+
 def train_and_evaluate(options: dict[str, Any], files: dict[str, Path], work_dir: Path, log: Log) -> tuple:
     """Train ``mixdpo train``'s workflow with ``options`` on ``files``; returns (eval.json, pairs read and
     left out per split, policy directory)."""
+    from mixdpo.evaluation import read_predictions
     from mixdpo.trainer.config_io import load_config
-    from mixdpo.workflows.train import train_run
+    from mixdpo.workflows.train import PREDICTIONS_FILE, train_run
 
     options = options | {"output_dir": str(work_dir), "train_file": str(files["train"]),
                          "eval_file": str(files["eval"])}  # fmt: skip
     config = load_config(None, [f"{key}={json.dumps(value)}" for key, value in options.items()])
     result = train_run(config, log=log)
+    evaluation = dict(result.eval or {})
+    predicted = result.run_dir / PREDICTIONS_FILE
+    if evaluation and predicted.is_file():
+        evaluation["pair_correct"] = pair_outcomes(read_predictions(predicted), len(read_rows(files["eval"])))
     report = json.loads((result.run_dir / "data_report.json").read_text())
     # pairs read and pairs left out (too long for max_length, or invalid) per split
     pairs = {
         split: {"read": r["rows_read"], "left_out": len(r["invalid"]) + len(r["unfit"])}
         for split, r in report.items()
     }
-    return result.eval or {}, pairs, result.policy_dir
+    return evaluation, pairs, result.policy_dir
 
 
 def read_rows(path: Path) -> list[dict]:

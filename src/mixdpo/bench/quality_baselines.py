@@ -116,10 +116,18 @@ def _oracle(case, settings, options, files, work_dir, log) -> dict[str, Any]:
     eval_rows = read_rows(files["eval"])
     counts = Counter(r["group"] for r in eval_rows)
     per_group, pairs, policies = {}, {}, []
+    outcomes: list[str] | None = ["."] * len(eval_rows)  # every pair's outcome, each from its group's policy
     for i, group in enumerate(groups):
         own = write_splits(files, work_dir / f"group-{i}", lambda r, g=group: r if r["group"] == g else None)
         evaluation, group_pairs, policy_dir = train_and_evaluate(options, own, work_dir / f"run-{i}", log)
         per_group[group] = evaluation.get("mixture_accuracy")
+        positions = [j for j, r in enumerate(eval_rows) if r["group"] == group]  # the group file's rows
+        own_outcomes = evaluation.get("pair_correct")
+        if outcomes is not None and own_outcomes is not None and len(own_outcomes) == len(positions):
+            for j, outcome in zip(positions, own_outcomes, strict=True):
+                outcomes[j] = outcome
+        elif positions:
+            outcomes = None
         for split, numbers in group_pairs.items():
             total = pairs.setdefault(split, {"read": 0, "left_out": 0})
             total["read"] += numbers["read"]
@@ -128,7 +136,8 @@ def _oracle(case, settings, options, files, work_dir, log) -> dict[str, Any]:
     known = [g for g in groups if per_group[g] is not None and counts[g]]
     mixture = sum(per_group[g] * counts[g] for g in known) / sum(counts[g] for g in known) if known else None
     evaluation = {"mixture_accuracy": mixture, "per_group_accuracy": per_group,
-                  "group_to_expert": {g: i for i, g in enumerate(groups)}}  # fmt: skip
+                  "group_to_expert": {g: i for i, g in enumerate(groups)},
+                  "pair_correct": None if outcomes is None else "".join(outcomes)}  # fmt: skip
     row = _row(case, options, pairs, evaluation)
     row["num_experts"] = len(groups)  # one policy per group, each trained alone
     if settings.generation_prompts:

@@ -110,19 +110,29 @@ def baseline_table(rows: list[dict]) -> str:
             if not theirs:
                 continue
             cells, words = [], []
-            for label, get, count in (
-                ("accuracy", _accuracy, _pairs),
-                ("the worst group", _worst_group, _worst_group_pairs),
+            for label, get, count, paired in (
+                ("accuracy", _accuracy, _pairs, paired_outcomes(mine, theirs)),
+                ("the worst group", _worst_group, _worst_group_pairs, None),  # its group can differ by row
             ):
                 a, b = [get(r) for r in mine], [get(r) for r in theirs]
                 cells.append(f"{fmt_pair(mean_spread(a))} / {fmt_pair(mean_spread(b))}")
-                outcome, delta = compare(a, b, [count(r) for r in mine], [count(r) for r in theirs])
+                outcome, delta = compare(a, b, [count(r) for r in mine], [count(r) for r in theirs], paired)
                 words.append(f"{outcome} on {label}" + ("" if delta is None else f" ({delta:+.1f} points)"))
             sentence = f"{mixture} {words[0]}, {words[1]}"
             lines.append(
                 f"| {model} | {task} | {mixture} vs {baseline} | {cells[0]} | {cells[1]} | {sentence} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def paired_outcomes(mine: list[dict], theirs: list[dict]) -> list[tuple[str, str]] | None:
+    """Per seed, the two methods' held-out outcome strings (``pair_correct``), for a paired test; None unless
+    both measured the same seeds and every row kept its outcomes (rows measured before they were kept)."""
+    by_seed = [{r["case"]["seed"]: r["eval"].get("pair_correct") for r in rows} for rows in (mine, theirs)]
+    if by_seed[0].keys() != by_seed[1].keys():  # one row per seed: a case is measured once
+        return None
+    pairs = [(by_seed[0][seed], by_seed[1][seed]) for seed in sorted(by_seed[0])]
+    return pairs if all(a and b for a, b in pairs) else None
 
 
 def _accuracy(row: dict) -> float | None:

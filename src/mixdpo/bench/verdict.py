@@ -22,7 +22,10 @@ TIE_RULE = (
     "standard errors of the held-out sets' sampling noise (binomial, sqrt(a (1 - a) / n) per method and "
     "seed, n = the held-out pairs an accuracy rests on, combined unpaired, which usually overstates the "
     "noise of two methods scored on the same pairs): with one seed, 120 held-out pairs and accuracies "
-    f"near 50%, differences under about {100 * Z * math.sqrt(2 * 0.25 / 120):.1f} points are ties."
+    f"near 50%, differences under about {100 * Z * math.sqrt(2 * 0.25 / 120):.1f} points are ties. Where "
+    "both methods' rows keep every held-out pair's outcome (`pair_correct`; older rows lack it), the "
+    "accuracy's sampling noise is paired instead: the standard error of the mean per-pair difference, "
+    "sd(d) / sqrt(n) per seed, which counts only the pairs the two methods disagree on."
 )
 
 
@@ -45,11 +48,38 @@ def sampling_error(values: Sequence[float | None], pairs: Sequence[int | float |
     return math.sqrt(sum(a * (1.0 - a) / n for a, n in measured)) / len(measured)
 
 
+def paired_sampling_error(outcomes: Sequence[tuple[str, str]]) -> float | None:
+    """Standard error of the mean over seeds of the paired accuracy difference of two methods scored on the
+    same held-out pairs.
+
+    Args:
+        outcomes: per seed s, the two methods' outcome strings, one character per held-out pair ("1" right,
+            "0" wrong, anything else not scored), aligned by pair.
+
+    Returns:
+        sqrt(sum_s var(d_s) / n_s) / S, with d_si = [mine right on i] - [theirs right on i] over the n_s
+        pairs both scored and var the sample variance; None without seeds, when a seed's strings differ
+        in length, or when a seed has fewer than 2 pairs scored by both.
+    """
+    if not outcomes:
+        return None
+    total = 0.0
+    for mine, theirs in outcomes:
+        if len(mine) != len(theirs):
+            return None
+        diffs = [int(a) - int(b) for a, b in zip(mine, theirs, strict=True) if a in "01" and b in "01"]
+        if len(diffs) < 2:
+            return None
+        total += statistics.variance(diffs) / len(diffs)
+    return math.sqrt(total) / len(outcomes)
+
+
 def compare(
     mine: Sequence[float | None],
     theirs: Sequence[float | None],
     mine_pairs: Sequence[int | float | None] | None = None,
     theirs_pairs: Sequence[int | float | None] | None = None,
+    paired: Sequence[tuple[str, str]] | None = None,
 ) -> tuple[str, float | None]:
     """("wins" | "ties" | "loses", difference of means in points) of two methods' accuracies over seeds.
 
@@ -58,13 +88,17 @@ def compare(
     of the difference from the finite held-out sets, sqrt(se_mine^2 + se_theirs^2) (see
     :func:`sampling_error`). Both methods are scored on the same pairs, whose outcomes usually agree (easy
     pairs are easy for both), so this unpaired error usually overstates the paired one: it errs towards
-    "ties". A paired test would need every pair's outcome, which the rows do not keep."""
+    "ties". With ``paired`` (every seed's outcome strings of both methods, see
+    :func:`paired_sampling_error`) the held-out sets' noise is Z paired standard errors instead."""
     (m, m_sd), (t, t_sd) = mean_spread(mine), mean_spread(theirs)
     if m is None or t is None:
         return "not measured", None
     delta = 100 * (m - t)
     margin = max(100 * max(m_sd or 0.0, t_sd or 0.0), TIE_POINTS)
-    if mine_pairs is not None and theirs_pairs is not None:
+    se_paired = paired_sampling_error(paired) if paired else None
+    if se_paired is not None:
+        margin = max(margin, 100 * Z * se_paired)
+    elif mine_pairs is not None and theirs_pairs is not None:
         se_m, se_t = sampling_error(mine, mine_pairs), sampling_error(theirs, theirs_pairs)
         if se_m is not None and se_t is not None:
             margin = max(margin, 100 * Z * math.hypot(se_m, se_t))

@@ -16,6 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", help="where to write the JSON result (default RUN_DIR/eval-<data name>.json)"
     )
+    parser.add_argument(
+        "--predictions",
+        metavar="FILE",
+        help="also write one JSON line per pair (P(chosen), correct, the gate's weights, each expert's "
+        "margin and responsibility) to FILE, for error analysis",
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="pairs per forward pass (default 16)")
     parser.add_argument(
         "--known-users-only",
@@ -50,9 +56,9 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     print(f"{args.data}: {report.summary()}")
     from mixdpo.evaluation import evaluate_policy
 
-    result = evaluate_policy(policy, dataset, batch_size=args.batch_size)
+    result = evaluate_policy(policy, dataset, batch_size=args.batch_size, predictions=args.predictions)
     out = Path(args.out) if args.out else run_dir / f"eval-{Path(args.data).stem}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(format_comparison({f"mixture (K={policy.num_experts})": result}))
-    print(f"written to {out}")
+    print(f"written to {out}" + (f" (per pair: {args.predictions})" if args.predictions else ""))
     return 0

@@ -6,7 +6,8 @@
 
 Modules, in the order they run: ``scoring`` (the policy over the data, no gradient: rewards r_k and
 routing weights w), ``metrics`` (pure math on those tensors), ``assignment`` (group recovery: ARI, NMI,
-routing and oracle accuracy), ``evaluate`` (the two together), ``comparison`` (tables), ``curves`` and
+routing and oracle accuracy), ``predictions`` (the same per pair: JSON Lines for error analysis and paired
+tests), ``evaluate`` (the two together), ``comparison`` (tables), ``curves`` and
 ``plots`` (PNGs), ``report`` (report.md).
 """
 
@@ -21,6 +22,7 @@ from mixdpo.evaluation.curves import plot_training_curves, read_metrics
 from mixdpo.evaluation.evaluate import evaluate_policy, metrics_of
 from mixdpo.evaluation.metrics import GROUP_KEYS, USER_KEYS, preference_metrics
 from mixdpo.evaluation.plots import plot_expert_heatmap, plot_group_accuracy
+from mixdpo.evaluation.predictions import pair_predictions, read_predictions, write_predictions
 from mixdpo.evaluation.report import write_report
 from mixdpo.evaluation.scoring import PairScores, score_pairs
 
@@ -36,12 +38,15 @@ __all__ = [
     "markdown_comparison",
     "metrics_of",
     "oracle_accuracy",
+    "pair_predictions",
     "plot_expert_heatmap",
     "plot_group_accuracy",
     "plot_training_curves",
     "preference_metrics",
     "read_metrics",
+    "read_predictions",
     "routing_accuracy",
     "score_pairs",
+    "write_predictions",
     "write_report",
 ]

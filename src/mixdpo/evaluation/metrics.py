@@ -67,6 +67,16 @@ def _mean(mask: torch.Tensor) -> float:
     return float(mask.double().mean())
 
 
+def mixture_prefers_chosen(margins: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """[N] bool: P_i > 1/2, tested as sum_k w_ik tanh(D_ik / 2) > 0 (exact, see the module docstring).
+
+    Args:
+        margins: [N, K] D_ik.
+        weights: [N, K] w_ik (0 for experts that top-k routing drops).
+    """
+    return (weights * torch.tanh(margins / 2)).sum(dim=-1) > 0
+
+
 def preference_metrics(
     chosen_rewards: torch.Tensor,
     rejected_rewards: torch.Tensor,
@@ -114,7 +124,7 @@ def preference_metrics(
     log_p = mbt_log_likelihood(log_w, loglik)  # [N]
     q = responsibilities(log_w, loglik, mode="soft")  # [N, K]
     w = log_w.exp()
-    mixture_correct = (w * torch.tanh(margins / 2)).sum(dim=-1) > 0  # P_i > 1/2
+    mixture_correct = mixture_prefers_chosen(margins, w)
     reward_correct = mixture_reward(log_w, chosen) > mixture_reward(log_w, rejected)
     expert_correct = margins > 0  # [N, K]
 

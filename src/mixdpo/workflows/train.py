@@ -19,6 +19,7 @@ from mixdpo.trainer.config_io import config_to_yaml
 from mixdpo.trainer.distributed import parameters_sharded, whole_model_loading
 
 Log = Callable[[str], None]
+PREDICTIONS_FILE = "eval_predictions.jsonl"  # per-pair rows of the held-out evaluation, next to eval.json
 
 
 @dataclass
@@ -116,12 +117,14 @@ def _evaluate(
     trained: tuple[MixturePolicy, MixDPOTrainer],
     baseline: tuple[MixturePolicy | None, MixDPOTrainer | None],
     writer: bool,
+    predictions: Path,
 ) -> dict[str, Any] | None:
     """Evaluate the trained policy (and baseline) on the writing process; None on the others.
 
     With several processes only the first evaluates (the others would repeat its work). Where the launch
     sharded the parameters (FSDP, ZeRO-3) the live policy holds shards only, so the first process reads the
-    saved policy back whole from its directory instead."""
+    saved policy back whole from its directory instead. The policy's per-pair predictions go to
+    ``predictions`` (JSON Lines)."""
     pairs = [trained, baseline]
     sharded = any(t is not None and parameters_sharded(t) for _, t in pairs)
     # every process: the reference cache's first-process-computes barrier needs them all
@@ -141,6 +144,7 @@ def _evaluate(
         baseline=base_policy,
         reference_table=tables[0],
         baseline_reference_table=tables[1],
+        predictions=predictions,
     )
 
 
@@ -186,7 +190,8 @@ def train_run(config: MixDPOConfig, *, resume: bool | str = False, log: Log = pr
     report = None
     if evaluation is not None:
         log(f"evaluating on {config.eval_file}")
-        result = _evaluate(config, evaluation, (policy, trainer), (baseline, baseline_trainer), writer)
+        trained, base_pair = (policy, trainer), (baseline, baseline_trainer)
+        result = _evaluate(config, evaluation, trained, base_pair, writer, run_dir / PREDICTIONS_FILE)
         if writer:
             (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     if not writer:
