@@ -71,6 +71,9 @@ def test_bench_quality_fast_tier_runs_and_writes_its_report(tmp_path):
         "| random:llama-tiny | personas | moe-dpo | 2 | 1 |",
         "reward gain over the reference model",
         "Pairs left out of training and evaluation",
+        "### Two regimes these rows answer",
+        "**Capacity-limited adapters.**",
+        "**Steerability (Mix-DPO, no user information).**",
     ):
         assert line in report
     assert (out / "quality.png").stat().st_size > 0

@@ -110,19 +110,32 @@ def baseline_table(rows: list[dict]) -> str:
             if not theirs:
                 continue
             cells, words = [], []
-            for label, get, count, paired in (
-                ("accuracy", _accuracy, _pairs, paired_outcomes(mine, theirs)),
-                ("the worst group", _worst_group, _worst_group_pairs, None),  # its group can differ by row
-            ):
-                a, b = [get(r) for r in mine], [get(r) for r in theirs]
-                cells.append(f"{fmt_pair(mean_spread(a))} / {fmt_pair(mean_spread(b))}")
-                outcome, delta = compare(a, b, [count(r) for r in mine], [count(r) for r in theirs], paired)
+            for label, (cell, outcome, delta) in zip(LABELS, versus(mine, theirs), strict=True):
+                cells.append(cell)
                 words.append(f"{outcome} on {label}" + ("" if delta is None else f" ({delta:+.1f} points)"))
             sentence = f"{mixture} {words[0]}, {words[1]}"
             lines.append(
                 f"| {model} | {task} | {mixture} vs {baseline} | {cells[0]} | {cells[1]} | {sentence} |"
             )
     return "\n".join(lines) + "\n"
+
+
+LABELS = ("accuracy", "the worst group")  # what versus() compares, in order
+
+
+def versus(mine: list[dict], theirs: list[dict]) -> list[tuple[str, str, float | None]]:
+    """Two methods' rows (one per seed) compared on held-out accuracy, then on the worst group: for each,
+    ("mine mean ± spread / theirs mean ± spread", "wins" | "ties" | "loses", difference in points) by
+    :func:`~mixdpo.bench.verdict.compare`, paired on accuracy where every row kept its pairs' outcomes."""
+    out = []
+    for get, count, paired in (
+        (_accuracy, _pairs, paired_outcomes(mine, theirs)),
+        (_worst_group, _worst_group_pairs, None),  # the worst group can differ from row to row
+    ):
+        a, b = [get(r) for r in mine], [get(r) for r in theirs]
+        outcome, delta = compare(a, b, [count(r) for r in mine], [count(r) for r in theirs], paired)
+        out.append((f"{fmt_pair(mean_spread(a))} / {fmt_pair(mean_spread(b))}", outcome, delta))
+    return out
 
 
 def paired_outcomes(mine: list[dict], theirs: list[dict]) -> list[tuple[str, str]] | None:
@@ -235,7 +248,7 @@ def check_targets(rows: list[dict]) -> list[QualityTarget]:
             by_case.get((model, "multi-reward", "dpo"), []),
         )
         if mix and dpo:
-            checks.append(_steering_target(model, mix, dpo))
+            checks.append(steering_target(model, mix, dpo))
     return checks
 
 
@@ -257,7 +270,7 @@ def _axis_expert(row: dict, axis: str) -> str | None:
     return None if k is None else f"expert:{k}"
 
 
-def _steering_target(model: str, mix: list[dict], dpo: list[dict]) -> QualityTarget:
+def steering_target(model: str, mix: list[dict], dpo: list[dict]) -> QualityTarget:
     """Multi-reward: on >= 2 of the 3 axes Mix-DPO's expert for the axis raises its reward over the reference
     model's and by more than DPO does (means over seeds). Where every row kept per-prompt rewards, both
     differences must also be beyond noise: paired over the same prompts and seeds, |mean| > 1.96 standard

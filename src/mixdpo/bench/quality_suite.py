@@ -17,6 +17,7 @@ from typing import Any
 from mixdpo.bench import quality_ablations
 from mixdpo.bench.quality import run_quality_case, training_options
 from mixdpo.bench.quality_cases import QualityCase, QualitySettings, QualityTier
+from mixdpo.bench.quality_regimes import regimes_markdown
 from mixdpo.bench.quality_report import (
     SECTION_BEGIN,
     SECTION_END,
@@ -303,6 +304,7 @@ def report_markdown(document: dict[str, Any], image: str | None = None) -> str:
         f"### Held-out preference accuracy\n\n{accuracy_table(rows)}\n"
         f"### The mixture against the baselines\n\n{BASELINES_NOTE}\n\n{baseline_table(rows)}\n"
         + (f"![per-group accuracy]({image})\n\n" if image else "")
-        + f"### Generated text: reward gain over the reference model\n\n{generation_table(rows)}"
+        + f"### Generated text: reward gain over the reference model\n\n{generation_table(rows)}\n"
+        + f"### Two regimes these rows answer\n\n{regimes_markdown(rows)}"
         + failures
     )
