@@ -232,17 +232,12 @@ def test_ablation_table_compares_with_the_base_case(tmp_path):
     assert plot_ablations(rows, tmp_path / "a.png").stat().st_size > 0
 
 
-def test_conditioned_prompts_and_exact_eval_batches():
+def test_conditioned_prompts():
     from mixdpo.bench.quality_baselines import conditioned_prompt
-    from mixdpo.bench.quality_trl import exact_batch_size
 
     row = {"prompt": "User: Review the film.\nAssistant:", "user_id": "user_07", "domain": "movie"}
     assert conditioned_prompt("personas", row) == "[user: user_07] User: Review the film.\nAssistant:"
     assert conditioned_prompt("cross-domain", row).startswith("[domain: movie] User:")
-    assert exact_batch_size(40) == 10  # 40 = 4 x 10: TRL's mean of batch means is the overall mean
-    assert exact_batch_size(80) == 16
-    assert exact_batch_size(17) == 1
-    assert exact_batch_size(0) == 1
     baselines = {c.method for c in tier("fast").cases} - set(METHODS)
     assert baselines == {"cond-dpo", "oracle-dpo", "trl-dpo", "wide-dpo"}
 
@@ -404,3 +399,32 @@ def test_pair_outcomes_put_each_prediction_at_its_file_row():
 
     predictions = [{"row": 3, "correct": True}, {"row": 1, "correct": False}, {"row": 4, "correct": True}]
     assert pair_outcomes(predictions, 5) == "0.11."  # rows 2 and 5 were not scored (left out)
+
+
+def test_trl_outcomes_per_pair_average_to_trls_own_accuracy(tmp_path):
+    """TRL reports means only: one evaluate() per pair gives each pair's outcome, and their mean is what TRL
+    reports for the whole held-out set in one batch (no padding effect either way)."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from mixdpo.bench.quality_trl import lora_config, pair_outcomes_of
+    from mixdpo.models import load_model_and_tokenizer
+
+    loaded = load_model_and_tokenizer("random:llama-tiny", seed=0)
+    pairs = [{"prompt": f"Review {i}:", "chosen": " good" * (1 + i % 3), "rejected": " bad" * (1 + i % 2)}
+             for i in range(10)]  # fmt: skip
+    args = DPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=3, learning_rate=3e-2,
+                     report_to="none", save_strategy="no", disable_tqdm=True, use_cpu=True,
+                     per_device_eval_batch_size=20)  # fmt: skip
+    trainer = DPOTrainer(model=loaded.model, args=args, train_dataset=Dataset.from_list(pairs),
+                         processing_class=loaded.tokenizer,
+                         peft_config=lora_config({"lora_r": 4}, loaded.model))  # fmt: skip
+    trainer.train()
+    # each pair followed by itself with chosen and rejected swapped: the two outcomes must differ
+    held_out = [q for p in pairs for q in (p, p | {"chosen": p["rejected"], "rejected": p["chosen"]})]
+    whole = trainer.evaluate(eval_dataset=Dataset.from_list(held_out))["eval_rewards/accuracies"]
+    outcomes = pair_outcomes_of(trainer, held_out)
+    assert len(outcomes) == 20
+    assert set(outcomes) <= {"0", "1"}
+    assert outcomes.count("1") / 20 == pytest.approx(whole)
+    assert all(outcomes[i] != outcomes[i + 1] for i in range(0, 20, 2)), outcomes

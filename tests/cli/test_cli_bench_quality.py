@@ -46,14 +46,11 @@ def test_bench_quality_fast_tier_runs_and_writes_its_report(tmp_path):
         _assert_rewards_average_to_the_means(row)
         if method == "oracle-dpo":  # each group's policy is evaluated on its own group's pairs
             assert set(row["eval"]["per_group_accuracy"]) == set(row["eval"]["group_to_expert"])
-        # every held-out pair's outcome, in the evaluation file's order (TRL's evaluation keeps only means)
+        # every held-out pair's outcome, in the evaluation file's order (TRL's: one evaluate() per pair)
         outcomes = row["eval"]["pair_correct"]
-        if method == "trl-dpo":
-            assert outcomes is None
-        else:
-            assert len(outcomes) == row["pairs"]["eval"]["read"]
-            assert set(outcomes) <= {"0", "1"}  # nothing left out
-            assert abs(outcomes.count("1") / len(outcomes) - row["eval"]["mixture_accuracy"]) < 1e-9, method
+        assert len(outcomes) == row["pairs"]["eval"]["read"]
+        assert set(outcomes) <= {"0", "1"}  # nothing left out
+        assert abs(outcomes.count("1") / len(outcomes) - row["eval"]["mixture_accuracy"]) < 1e-9, method
     wide = next(r for r in rows if r["case"]["task"] == "personas" and r["case"]["method"] == "wide-dpo")
     assert wide["lora_r"] == 2 * 8  # as many adapter parameters as K = 2 experts of rank 8
     methods = {(r["case"]["task"], r["case"]["method"]) for r in rows}

@@ -15,10 +15,27 @@ from mixdpo.bench.quality_cases import QualityCase, QualitySettings
 from mixdpo.experts.lora import linear_module_names
 
 
-def exact_batch_size(n: int, limit: int = 16) -> int:
-    """The largest divisor of ``n`` that is at most ``limit``: equal evaluation batches, so that TRL's mean
-    of per-batch accuracies is the accuracy over all ``n`` pairs."""
-    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0) if n > 0 else 1
+def pair_outcomes_of(trainer: Any, pairs: list[dict]) -> str:
+    """Each held-out pair's outcome under TRL's own metric ("1" when ``rewards/accuracies`` is 1, i.e. the
+    chosen response's implicit reward beats the rejected one's), one ``evaluate`` call per pair.
+
+    TRL reports only means over an evaluation; a batch of one pair makes its mean that pair's outcome (and
+    needs no padding). The order is ``pairs``' order: the held-out file's, as mixdpo's rows keep it."""
+    import datasets
+    from datasets import Dataset
+
+    trainer.args.per_device_eval_batch_size = 1
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()  # one tokenisation per pair: no bar for each
+    try:
+        accuracies = [
+            float(trainer.evaluate(eval_dataset=Dataset.from_list([pair]))["eval_rewards/accuracies"])
+            for pair in pairs
+        ]
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+    return "".join("1" if a > 0.5 else "0" for a in accuracies)
 
 
 def lora_config(options: dict[str, Any], model) -> Any:
@@ -99,18 +116,18 @@ def run_trl_dpo(
         peft_config=lora_config(options, loaded.model),
     )
     trainer.train()
-    by_group: dict[str, list[dict]] = defaultdict(list)
-    for r in held_out:
-        by_group[r["group"]].append({k: r[k] for k in ("prompt", "chosen", "rejected")})
-    per_group = {}
-    for group, rows in sorted(by_group.items()):
-        trainer.args.per_device_eval_batch_size = exact_batch_size(len(rows))
-        metrics = trainer.evaluate(eval_dataset=Dataset.from_list(rows))
-        per_group[group] = float(metrics["eval_rewards/accuracies"])
-    total = sum(len(rows) for rows in by_group.values())
+    outcomes = pair_outcomes_of(
+        trainer, [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in held_out]
+    )
+    by_group: dict[str, list[int]] = defaultdict(list)
+    for r, outcome in zip(held_out, outcomes, strict=True):
+        by_group[r["group"]].append(int(outcome))
     evaluation = {
-        "mixture_accuracy": sum(per_group[g] * len(rows) for g, rows in by_group.items()) / total,
-        "per_group_accuracy": per_group,
+        "mixture_accuracy": outcomes.count("1") / len(outcomes),
+        "per_group_accuracy": {g: sum(v) / len(v) for g, v in sorted(by_group.items())},
+        "num_pairs": len(outcomes),
+        "per_group_pairs": {g: len(v) for g, v in sorted(by_group.items())},
+        "pair_correct": outcomes,
     }
     row: dict[str, Any] = {
         "case": case.to_dict(),
