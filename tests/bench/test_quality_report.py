@@ -405,6 +405,7 @@ def test_trl_outcomes_per_pair_average_to_trls_own_accuracy(tmp_path):
     """TRL reports means only: one evaluate() per pair gives each pair's outcome, and their mean is what TRL
     reports for the whole held-out set in one batch (no padding effect either way)."""
     from datasets import Dataset
+    from transformers import PrinterCallback
     from trl import DPOConfig, DPOTrainer
 
     from mixdpo.bench.quality_trl import lora_config, pair_outcomes_of
@@ -428,3 +429,5 @@ def test_trl_outcomes_per_pair_average_to_trls_own_accuracy(tmp_path):
     assert set(outcomes) <= {"0", "1"}
     assert outcomes.count("1") / 20 == pytest.approx(whole)
     assert all(outcomes[i] != outcomes[i + 1] for i in range(0, 20, 2)), outcomes
+    # the per-pair evaluations print nothing, and the trainer's printer is back afterwards
+    assert any(isinstance(c, PrinterCallback) for c in trainer.callback_handler.callbacks)

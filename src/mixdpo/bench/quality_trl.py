@@ -23,10 +23,12 @@ def pair_outcomes_of(trainer: Any, pairs: list[dict]) -> str:
     needs no padding). The order is ``pairs``' order: the held-out file's, as mixdpo's rows keep it."""
     import datasets
     from datasets import Dataset
+    from transformers import PrinterCallback
 
     trainer.args.per_device_eval_batch_size = 1
     was_disabled = datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()  # one tokenisation per pair: no bar for each
+    printer = trainer.pop_callback(PrinterCallback)  # nor a printed metrics line for each
     try:
         accuracies = [
             float(trainer.evaluate(eval_dataset=Dataset.from_list([pair]))["eval_rewards/accuracies"])
@@ -35,6 +37,8 @@ def pair_outcomes_of(trainer: Any, pairs: list[dict]) -> str:
     finally:
         if not was_disabled:
             datasets.enable_progress_bars()
+        if printer is not None:
+            trainer.add_callback(printer)
     return "".join("1" if a > 0.5 else "0" for a in accuracies)
 
 
