@@ -89,6 +89,14 @@ def test_eval_and_generate_on_something_that_is_not_a_run(capsys, tmp_path):
     assert code == 2
 
 
+def test_eval_refuses_a_directory_as_an_output_file_before_scoring(capsys, tmp_path):
+    # the run does not exist either: the output path is checked first, before any model is loaded
+    for flag in ("--out", "--predictions"):
+        code, err = run(capsys, "eval", str(tmp_path / "run"), "--data", "x.jsonl", flag, str(tmp_path))
+        assert code == 2
+        assert f"option '{flag[2:]}': {tmp_path} is a directory; give a file to write" in err
+
+
 def test_user_gate_without_user_column(capsys, tmp_path):
     data = tmp_path / "pairs.jsonl"
     data.write_text(json.dumps({"prompt": "q", "chosen": "a", "rejected": "b"}) + "\n")

@@ -33,11 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, overrides: list[str]) -> int:
     from mixdpo.data import TokenizationSettings, build_preference_dataset
+    from mixdpo.errors import ConfigError
     from mixdpo.evaluation import format_comparison
     from mixdpo.policy import MixturePolicy
     from mixdpo.trainer.config_io import load_config
     from mixdpo.workflows import load_run_policy
 
+    for flag, value in (("out", args.out), ("predictions", args.predictions)):
+        if value and Path(value).is_dir():  # checked before minutes of scoring, not after
+            raise ConfigError(
+                flag, f"{value} is a directory; give a file to write, e.g. {Path(value) / 'x.json'}"
+            )
     run_dir = Path(args.run_dir)
     if (run_dir / "mixdpo_policy.json").is_file():
         policy, run_dir = MixturePolicy.from_pretrained(run_dir), run_dir.parent
