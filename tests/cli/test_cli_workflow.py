@@ -75,6 +75,11 @@ def test_eval_generate_and_personalize_on_the_trained_run(trained_run, small_tas
     assert code == 0
     summary = json.loads((personal / "personalize.json").read_text())
     assert summary["new_users"]
+    per_pair = [json.loads(line) for line in (personal / "eval_predictions.jsonl").read_text().splitlines()]
+    assert len(per_pair) == summary["eval"]["num_pairs"]
+    assert sum(p["correct"] for p in per_pair) / len(per_pair) == pytest.approx(
+        summary["eval"]["mixture_accuracy"]
+    )
     assert summary["expert_parameters_trained"] == 0
     assert summary["parameters_per_new_user"] == 2
     assert summary["experts_scored_once"]  # frozen experts: looked up, not run in every step

@@ -23,7 +23,7 @@ from mixdpo.evaluation import evaluate_policy
 from mixdpo.gating import UserGate
 from mixdpo.trainer import MixDPOTrainer
 from mixdpo.trainer.config_io import load_config
-from mixdpo.workflows.train import load_run_policy
+from mixdpo.workflows.train import PREDICTIONS_FILE, load_run_policy
 
 Log = Callable[[str], None]
 
@@ -55,7 +55,8 @@ def personalize_run(
 
     Returns:
         A summary (also written to ``<out_dir>/personalize.json``): new users, trainable parameters per new
-        user, the learning rate used, wall time, and the evaluation when ``eval_data`` is given.
+        user, the learning rate used, wall time, and the evaluation when ``eval_data`` is given (per pair
+        in ``<out_dir>/eval_predictions.jsonl``, as ``mixdpo train`` writes it).
     """
     if train not in ("gate", "experts"):
         raise ConfigError("train", f"got {train!r}; choose gate (refit the gate) or experts (fine-tune them)")
@@ -104,7 +105,8 @@ def personalize_run(
     }
     if eval_data is not None:
         heldout, _ = build_preference_dataset(eval_data, policy.tokenizer, config.tokenization_settings())
-        summary["eval"] = evaluate_policy(policy, heldout, batch_size=config.per_device_eval_batch_size)
+        summary["eval"] = evaluate_policy(policy, heldout, batch_size=config.per_device_eval_batch_size,
+                                          predictions=out_dir / PREDICTIONS_FILE)  # fmt: skip
         log(f"held-out accuracy after personalisation: {summary['eval']['mixture_accuracy']:.3f}")
     (out_dir / "personalize.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
