@@ -109,3 +109,30 @@ def test_the_report_names_the_rates_set_per_method():
     assert full.personalize_learning_rates == {"cond-dpo": 1e-4}
     assert "(batch 8; cond-dpo at 0.0001, the others at their run's own learning rate" in report(full)
     assert "(batch 8; each method at its run's own learning rate)" in report(regime_tier("fast"))
+
+
+def test_verdicts_are_paired_where_rows_keep_every_pairs_outcome():
+    # +5 points on 120 pairs: unpaired a tie; paired, with the 6 pairs MoE-DPO gains the only
+    # disagreements, a win (the rule of mixdpo.bench.verdict.compare)
+    moe, cond = "1" * 6 + "1" * 60 + "0" * 54, "0" * 6 + "1" * 60 + "0" * 54
+
+    def doc(with_outcomes):
+        rows = [
+            _few("moe-dpo", 4, 0, 0.55) | {"test_pairs": 120},
+            _few("cond-dpo", 4, 0, 0.50) | {"test_pairs": 120},
+        ]
+        if with_outcomes:
+            rows[0]["pair_correct"], rows[1]["pair_correct"] = moe, cond
+        many = [_many(m, 30, 0, a) | {"test_pairs": 120} for m, a in (("moe-dpo", 0.55), ("cond-dpo", 0.50))]
+        if with_outcomes:
+            many[0]["pair_correct"], many[1]["pair_correct"] = moe, cond
+        return {"seeds": {"0": {"rows": rows, "many_users": many}}}
+
+    assert "MoE-DPO ties (+5.0 points)" in few_shot_table(doc(False))
+    assert "MoE-DPO wins (+5.0 points)" in few_shot_table(doc(True))
+    assert "MoE-DPO ties (+5.0 points)" in many_users_table(doc(False))
+    assert "MoE-DPO wins (+5.0 points)" in many_users_table(doc(True))
+    # one side without outcomes (a row measured before they were kept): unpaired
+    unpaired = doc(True)
+    del unpaired["seeds"]["0"]["rows"][1]["pair_correct"]
+    assert "MoE-DPO ties (+5.0 points)" in few_shot_table(unpaired)

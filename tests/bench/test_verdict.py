@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from mixdpo.bench.verdict import compare, mean_spread, paired_sampling_error, sampling_error
+from mixdpo.bench.verdict import compare, mean_spread, paired_sampling_error, sampling_error, seed_outcomes
 
 
 def test_sampling_error_is_the_binomial_standard_error_of_the_mean():
@@ -96,3 +96,10 @@ def test_a_paired_test_sees_what_the_unpaired_one_hides():
     assert compare([0.55], [0.50], [120], [120], paired=[(mine, theirs)])[0] == "ties"
     # outcomes that cannot be paired: the unpaired error is used
     assert compare([0.55], [0.50], [120], [120], paired=[("1", "0")])[0] == "ties"
+
+
+def test_seed_outcomes_pairs_seed_by_seed_or_not_at_all():
+    assert seed_outcomes({1: "10", 0: "01"}, {0: "00", 1: "11"}) == [("01", "00"), ("10", "11")]
+    assert seed_outcomes({0: "01"}, {0: "00", 1: "11"}) is None  # seeds differ
+    assert seed_outcomes({0: "01", 1: None}, {0: "00", 1: "11"}) is None  # a row without outcomes
+    assert seed_outcomes({}, {}) is None

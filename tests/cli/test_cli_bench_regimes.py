@@ -52,6 +52,10 @@ def test_bench_regimes_fast_tier(tmp_path):
     for row in rows:
         assert 0.0 <= row["accuracy"] <= 1.0
         assert row["test_pairs"] == 3 * 4  # 3 new users x 4 held-out pairs, the same for every n
+        # every held-out pair's outcome, personalised or not: they average to the accuracy
+        assert len(row["pair_correct"]) == 12
+        assert set(row["pair_correct"]) <= {"0", "1"}
+        assert row["pair_correct"].count("1") / 12 == pytest.approx(row["accuracy"])
         if row["pairs_per_user"] and row["method"] == "moe-dpo":  # K gate numbers per new user only
             assert (row["parameters_per_user"], row["shared_parameters"], row["new_users"]) == (2, 0, 3)
             assert 0.0 < row["fit_s"] < row["personalize_s"]  # fitting is part of the whole call
@@ -69,6 +73,8 @@ def test_bench_regimes_fast_tier(tmp_path):
         assert (row["train_pairs"], row["steps"]) == (120, 30)
         assert row["pairs_per_user"] == 120 / row["users"]
         assert 0.0 <= row["accuracy"] <= 1.0
+        assert len(row["pair_correct"]) == 30  # the eval file's rows, in order
+        assert row["pair_correct"].count("1") / row["test_pairs"] == pytest.approx(row["accuracy"])
     text = bench_md.read_text()
     assert "### Many users, few pairs each" in text
     assert "| 30 | 4.0 | cond-dpo |" in text

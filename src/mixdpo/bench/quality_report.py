@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mixdpo.bench.quality_cases import ALL_METHODS
-from mixdpo.bench.verdict import compare, mean_spread, paired_difference
+from mixdpo.bench.verdict import compare, mean_spread, paired_difference, seed_outcomes
 
 SECTION_BEGIN = "<!-- mixdpo bench quality: begin -->"
 SECTION_END = "<!-- mixdpo bench quality: end -->"
@@ -141,11 +141,9 @@ def versus(mine: list[dict], theirs: list[dict]) -> list[tuple[str, str, float |
 def paired_outcomes(mine: list[dict], theirs: list[dict]) -> list[tuple[str, str]] | None:
     """Per seed, the two methods' held-out outcome strings (``pair_correct``), for a paired test; None unless
     both measured the same seeds and every row kept its outcomes (rows measured before they were kept)."""
+    # one row per seed: a case is measured once
     by_seed = [{r["case"]["seed"]: r["eval"].get("pair_correct") for r in rows} for rows in (mine, theirs)]
-    if by_seed[0].keys() != by_seed[1].keys():  # one row per seed: a case is measured once
-        return None
-    pairs = [(by_seed[0][seed], by_seed[1][seed]) for seed in sorted(by_seed[0])]
-    return pairs if all(a and b for a, b in pairs) else None
+    return seed_outcomes(*by_seed)
 
 
 def _accuracy(row: dict) -> float | None:

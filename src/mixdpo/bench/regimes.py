@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mixdpo.bench.quality import read_rows, train_and_evaluate, training_options
+from mixdpo.bench.quality import pair_outcomes, read_rows, train_and_evaluate, training_options
 from mixdpo.bench.quality_baselines import conditioned_prompt, write_splits
 from mixdpo.bench.quality_cases import QualityCase, QualitySettings
 from mixdpo.errors import ConfigError
@@ -155,10 +155,22 @@ def _accuracy(evaluation: dict) -> dict[str, Any]:
     out = {"accuracy": evaluation.get("mixture_accuracy"), "per_group": evaluation.get("per_group_accuracy")}
     if evaluation.get("num_pairs"):  # what the accuracy rests on: the report's verdicts allow for it
         out["test_pairs"] = evaluation["num_pairs"]
+    if evaluation.get("pair_correct"):  # every held-out pair's outcome: the report's verdicts are paired
+        out["pair_correct"] = evaluation["pair_correct"]
     return out
 
 
-def _evaluate(run_dir: Path, path: Path) -> dict:
+def _outcomes(predicted: Path, data: Path) -> str:
+    """:func:`~mixdpo.bench.quality.pair_outcomes` of a predictions file scored on ``data``: the methods'
+    test files hold the same pairs in the same order (conditioned DPO's only rewrite the prompt), so their
+    strings align pair by pair."""
+    from mixdpo.evaluation import read_predictions
+
+    return pair_outcomes(read_predictions(predicted), len(read_rows(data)))
+
+
+def _evaluate(run_dir: Path, path: Path, predictions: Path) -> dict:
+    """The trained run's policy scored on ``path``, with every pair's outcome (``pair_correct``)."""
     from mixdpo.data import build_preference_dataset
     from mixdpo.evaluation import evaluate_policy
     from mixdpo.trainer.config_io import load_config
@@ -167,7 +179,9 @@ def _evaluate(run_dir: Path, path: Path) -> dict:
     policy = load_run_policy(run_dir)
     config = load_config(run_dir / "config.yaml", [])
     dataset, _ = build_preference_dataset(path, policy.tokenizer, config.tokenization_settings())
-    return evaluate_policy(policy, dataset, batch_size=config.per_device_eval_batch_size)
+    evaluation = evaluate_policy(policy, dataset, batch_size=config.per_device_eval_batch_size,
+                                 predictions=predictions)  # fmt: skip
+    return evaluation | {"pair_correct": _outcomes(predictions, path)}
 
 
 def run_few_shot_users(settings: RegimeSettings, seed: int, work_dir: Path, log: Log) -> list[dict[str, Any]]:
@@ -175,6 +189,7 @@ def run_few_shot_users(settings: RegimeSettings, seed: int, work_dir: Path, log:
     on the new users' held-out pairs; returns one row per (method, n)."""
     from mixdpo.tasks import write_task
     from mixdpo.workflows.personalize import personalize_run
+    from mixdpo.workflows.train import PREDICTIONS_FILE
 
     files = write_task(TASK, work_dir / "data", seed=seed, format="text", **settings.task_sizes)
     new_rows = read_rows(files["new_users"])
@@ -203,7 +218,8 @@ def run_few_shot_users(settings: RegimeSettings, seed: int, work_dir: Path, log:
                                    "test_pairs": len(test), "parameters_per_user": 0, "shared_parameters": 0,
                                    "personalize_s": 0.0}  # fmt: skip
             if n == 0 or method == "dpo":  # nothing to learn from, or no way to use it
-                row |= _accuracy(_evaluate(runs[method], paths[("test", plain)]))
+                predicted = work_dir / f"n{n}" / f"{method}-predictions.jsonl"
+                row |= _accuracy(_evaluate(runs[method], paths[("test", plain)], predicted))
             else:
                 train = "gate" if method == "moe-dpo" else "experts"
                 start = time.perf_counter()
@@ -212,7 +228,9 @@ def run_few_shot_users(settings: RegimeSettings, seed: int, work_dir: Path, log:
                     eval_data=paths[("test", plain)], epochs=settings.personalize_epochs, train=train,
                     learning_rate=settings.personalize_learning_rates.get(method), log=lambda line: None,
                 )  # fmt: skip
-                row |= _accuracy(summary["eval"])
+                predicted = work_dir / f"n{n}" / method / PREDICTIONS_FILE
+                outcomes = _outcomes(predicted, paths[("test", plain)])
+                row |= _accuracy(summary["eval"] | {"pair_correct": outcomes})
                 users = len({r["user_id"] for r in fit})
                 row["parameters_per_user"] = summary["parameters_per_new_user"] or 0
                 row["shared_parameters"] = summary["expert_parameters_trained"]

@@ -9,7 +9,7 @@ from typing import Any
 
 from mixdpo.bench.quality_report import fmt_pair
 from mixdpo.bench.regimes import METHODS
-from mixdpo.bench.verdict import TIE_RULE, compare, mean_spread
+from mixdpo.bench.verdict import TIE_RULE, compare, mean_spread, seed_outcomes
 
 SECTION_BEGIN = "<!-- mixdpo bench regimes: begin -->"
 SECTION_END = "<!-- mixdpo bench regimes: end -->"
@@ -29,13 +29,16 @@ def _by_n_method(document: dict[str, Any]) -> dict[tuple[int, str], list[dict]]:
 
 
 def _verdict(moe: list[dict], runs: list[dict], test_pairs: int | None = None) -> str:
-    """MoE-DPO against another method on held-out accuracy: wins / ties / loses, by how many points.
-    ``test_pairs``: the held-out pairs of rows that do not say (many-users rows written before they did)."""
+    """MoE-DPO against another method on held-out accuracy: wins / ties / loses, by how many points (paired
+    where the rows keep per-pair outcomes, :func:`~mixdpo.bench.verdict.compare`). ``test_pairs``: the
+    held-out pairs of rows that do not say (many-users rows written before they did)."""
     if not moe:
         return "—"
     accuracies = [[r["accuracy"] for r in rows] for rows in (moe, runs)]
     pairs = [[r.get("test_pairs", test_pairs) for r in rows] for rows in (moe, runs)]
-    outcome, delta = compare(*accuracies, *pairs)
+    # paired on the held-out pairs where both methods' rows kept every pair's outcome (one row per seed)
+    paired = seed_outcomes(*({r["seed"]: r.get("pair_correct") for r in rows} for rows in (moe, runs)))
+    outcome, delta = compare(*accuracies, *pairs, paired=paired)
     return outcome if delta is None else f"MoE-DPO {outcome} ({delta:+.1f} points)"
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 TIE_POINTS = 2.0  # never call a difference smaller than this a win, however many pairs
 Z = 1.96  # two-sided 95% normal quantile
@@ -72,6 +72,18 @@ def paired_sampling_error(outcomes: Sequence[tuple[str, str]]) -> float | None:
             return None
         total += statistics.variance(diffs) / len(diffs)
     return math.sqrt(total) / len(outcomes)
+
+
+def seed_outcomes(
+    mine: Mapping[int, str | None], theirs: Mapping[int, str | None]
+) -> list[tuple[str, str]] | None:
+    """The two methods' outcome strings per seed, in seed order (:func:`compare`'s ``paired``), from
+    {seed: outcome string or None}; None unless both measured the same seeds and every seed kept its
+    outcomes (rows measured before outcomes were kept have none)."""
+    if not mine or mine.keys() != theirs.keys():
+        return None
+    pairs = [(mine[seed], theirs[seed]) for seed in sorted(mine)]
+    return pairs if all(a and b for a, b in pairs) else None  # type: ignore[misc]
 
 
 def compare(
