@@ -14,9 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mixdpo.bench import quality_ablations
+from mixdpo.bench import quality_ablations, quality_cases
 from mixdpo.bench.quality import run_quality_case, training_options
 from mixdpo.bench.quality_cases import QualityCase, QualitySettings, QualityTier
+from mixdpo.bench.quality_coverage import coverage_markdown
 from mixdpo.bench.quality_regimes import regimes_markdown
 from mixdpo.bench.quality_report import (
     SECTION_BEGIN,
@@ -280,8 +281,11 @@ def report_markdown(document: dict[str, Any], image: str | None = None) -> str:
     failures = f"\n### Failed cases\n\n{failures}" if failures else ""
     if document.get("published_json"):
         commands += f" (every row: `{document['published_json']}`)"
+    # what of the tier's plan the rows cover (a tier run piece by piece says which pieces are in)
+    plan = quality_cases.tier(document["tier"], document.get("suite", "main")).cases
+    coverage = f"### What of the tier is measured\n\n{coverage_markdown(rows, plan, document['tier'])}\n"
     if document.get("suite") == "ablations":
-        return quality_ablations.ablations_markdown(document, commands, image) + failures
+        return quality_ablations.ablations_markdown(document, commands, image) + f"\n{coverage}" + failures
     left_out = sum(v["left_out"] for r in rows if not r.get("error") for v in (r.get("pairs") or {}).values())
     read = sum(v["read"] for r in rows if not r.get("error") for v in (r.get("pairs") or {}).values())
     return (
@@ -300,6 +304,7 @@ def report_markdown(document: dict[str, Any], image: str | None = None) -> str:
         f"prompts. "
         f"Pairs left out of training and evaluation (too long for max_length={s['max_length']}, "
         f"{s['random_max_length']} for byte-level random models): {left_out} of {read}.\n\n"
+        f"{coverage}"
         f"### Targets\n\n{targets_table(check_targets(rows))}\n"
         f"### Held-out preference accuracy\n\n{accuracy_table(rows)}\n"
         f"### The mixture against the baselines\n\n{BASELINES_NOTE}\n\n{baseline_table(rows)}\n"
