@@ -225,11 +225,21 @@ def test_ablation_table_compares_with_the_base_case(tmp_path):
     table = ablation_table(rows)
     assert "| random:llama-1m | base |" in table
     assert "| 85.0 ± 7.1 | — |" in table
-    assert "| 0.0 ± 0.0 | -85.0 | — | — |" in table  # K=1: worst group 0 vs base mean 85; no ARI/routing
-    assert "| 70.0 ± 0.0 | -15.0 | 0.50 ± 0.00 |" in table
+    # K=1: accuracy 50 vs the base's 90 ± 7.1, worst group 0 vs 85 ± 7.1; no ARI/routing
+    assert "| 0.0 ± 0.0 | loses (-40.0), loses (-85.0) | — | — |" in table
+    # K=4: -7.5 points is beyond the base's spread over seeds (7.1) on accuracy; -15 on the worst group
+    assert "| 70.0 ± 0.0 | loses (-7.5), loses (-15.0) | 0.50 ± 0.00 |" in table
     assert table.count("| random:llama-1m |") == 3  # the row without a variant is not an ablation
     assert table.index("| base |") < table.index("| K=1 |") < table.index("| K=4 |")
     assert plot_ablations(rows, tmp_path / "a.png").stat().st_size > 0
+    # one seed each, with every pair's outcome: the verdict is paired (+5 points from 4 of 80 pairs gained
+    # and none lost is a win; unpaired, on 80 pairs near 50%, it would be a tie)
+    one = [row("base", 0, 0.5, 0.5), row("hard E-step", 0, 0.55, 0.55)]
+    for r, outcomes in zip(one, ("1" * 40 + "0" * 40, "1" * 44 + "0" * 36), strict=True):
+        r["eval"]["pair_correct"] = outcomes
+        r["pairs"] = {"eval": {"read": 80, "left_out": 0}}
+    assert "| wins (+5.0), wins (+5.0) |" not in ablation_table(one)  # the worst group stays unpaired
+    assert "| wins (+5.0), ties (+5.0) |" in ablation_table(one)
 
 
 def test_conditioned_prompts():

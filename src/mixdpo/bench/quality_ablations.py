@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from mixdpo.bench.quality_cases import ABLATION_TASK, ABLATIONS, MOE_GATE
-from mixdpo.bench.quality_report import fmt_pair
-from mixdpo.bench.verdict import mean_spread
+from mixdpo.bench.quality_report import fmt_pair, versus
+from mixdpo.bench.verdict import TIE_RULE, mean_spread
 
 _GROUPS = {"personas": "the fans and the critics", "cross-domain": "movie and book prompts"}[ABLATION_TASK]
 SECTION_BEGIN = "<!-- mixdpo bench quality ablations: begin -->"
@@ -45,24 +45,32 @@ def _worst(row: dict) -> float | None:
     return min(per_group.values()) if per_group else None
 
 
+def _against_base(runs: list[dict], base: list[dict]) -> str:
+    """The ablation against the base case on accuracy and on the worst group, with the main table's verdict
+    rule (:func:`~mixdpo.bench.quality_report.versus`: paired on accuracy where both rows kept outcomes)."""
+    said = [f"{outcome} ({delta:+.1f})" for _, outcome, delta in versus(runs, base) if delta is not None]
+    return ", ".join(said) or "—"
+
+
 def ablation_table(rows: list[dict]) -> str:
     """Per model and ablation: K, held-out mixture and worst-group accuracy, ARI, routing, wall time, and
-    the worst-group accuracy's difference from the base case."""
+    how the ablation compares with the base case (wins / ties / loses and the difference in points, on
+    accuracy and on the worst group)."""
     groups = by_variant(rows)
     lines = [
         "| model | ablation | what changes | K | seeds | mixture accuracy % | worst-group accuracy % "
-        "| vs base (points) | ARI | routing accuracy % | wall s |",
+        "| vs base: accuracy, worst group (points) | ARI | routing accuracy % | wall s |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (model, variant), runs in groups.items():
         worst = mean_spread([_worst(r) for r in runs])
-        base = mean_spread([_worst(r) for r in groups.get((model, "base"), [])])[0]
-        known = variant != "base" and base is not None and worst[0] is not None
-        delta = f"{100 * (worst[0] - base):+.1f}" if known else "—"
+        base = groups.get((model, "base"), [])
+        verdict = _against_base(runs, base) if variant != "base" and base else "—"
         single = runs[0]["num_experts"] == 1
         cells = [
             model, variant, CHANGES.get(variant, ""), runs[0]["num_experts"], len(runs),
-            fmt_pair(mean_spread([r["eval"].get("mixture_accuracy") for r in runs])), fmt_pair(worst), delta,
+            fmt_pair(mean_spread([r["eval"].get("mixture_accuracy") for r in runs])), fmt_pair(worst),
+            verdict,
             "—" if single else fmt_pair(mean_spread([r["eval"].get("ari") for r in runs]), pct=False),
             "—" if single else fmt_pair(mean_spread([r["eval"].get("routing_accuracy") for r in runs])),
             f"{mean_spread([r.get('wall_s') for r in runs])[0]:.0f}",
@@ -114,6 +122,7 @@ def ablations_markdown(document: dict[str, Any], commands: str, image: str | Non
         f"{s['learning_rate']}, {s['random_learning_rate']} for random models, unless the ablation says "
         f"otherwise) with the {MOE_GATE[ABLATION_TASK]} gate, and is evaluated on held-out pairs (no "
         f"generation). *Worst-group accuracy* is the lowest accuracy over the hidden groups ({_GROUPS}: a "
-        "single policy that follows one group's preference loses on the other's).\n\n"
+        "single policy that follows one group's preference loses on the other's). *vs base*: the ablation "
+        f"against the base case of the same model and seeds, on accuracy then the worst group. {TIE_RULE}\n\n"
         f"{ablation_table(document['rows'])}\n" + (f"![ablations]({image})\n" if image else "")
     )
