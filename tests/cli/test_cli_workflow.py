@@ -9,6 +9,7 @@ import yaml
 from safetensors.torch import load_file
 
 from mixdpo.cli.main import main
+from mixdpo.evaluation import read_predictions
 
 TINY = ["model=random:llama-tiny", "lora_r=4", "learning_rate=3e-3", "per_device_train_batch_size=8"]
 TINY += ["logging_steps=2", "disable_tqdm=true", "max_length=256"]
@@ -75,7 +76,7 @@ def test_eval_generate_and_personalize_on_the_trained_run(trained_run, small_tas
     assert code == 0
     summary = json.loads((personal / "personalize.json").read_text())
     assert summary["new_users"]
-    per_pair = [json.loads(line) for line in (personal / "eval_predictions.jsonl").read_text().splitlines()]
+    per_pair = read_predictions(personal / "eval_predictions.jsonl")
     assert len(per_pair) == summary["eval"]["num_pairs"]
     assert sum(p["correct"] for p in per_pair) / len(per_pair) == pytest.approx(
         summary["eval"]["mixture_accuracy"]

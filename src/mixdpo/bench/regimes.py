@@ -160,17 +160,18 @@ def _accuracy(evaluation: dict) -> dict[str, Any]:
     return out
 
 
-def _outcomes(predicted: Path, data: Path) -> str:
-    """:func:`~mixdpo.bench.quality.pair_outcomes` of a predictions file scored on ``data``: the methods'
-    test files hold the same pairs in the same order (conditioned DPO's only rewrite the prompt), so their
-    strings align pair by pair."""
+def _outcomes(predicted: Path, num_rows: int) -> str:
+    """:func:`~mixdpo.bench.quality.pair_outcomes` of a predictions file scored on a test file of
+    ``num_rows`` rows: the methods' test files hold the same pairs in the same order (conditioned DPO's only
+    rewrite the prompt), so their strings align pair by pair."""
     from mixdpo.evaluation import read_predictions
 
-    return pair_outcomes(read_predictions(predicted), len(read_rows(data)))
+    return pair_outcomes(read_predictions(predicted), num_rows)
 
 
-def _evaluate(run_dir: Path, path: Path, predictions: Path) -> dict:
-    """The trained run's policy scored on ``path``, with every pair's outcome (``pair_correct``)."""
+def _evaluate(run_dir: Path, path: Path, num_rows: int, predictions: Path) -> dict:
+    """The trained run's policy scored on ``path`` (``num_rows`` rows), with every pair's outcome
+    (``pair_correct``)."""
     from mixdpo.data import build_preference_dataset
     from mixdpo.evaluation import evaluate_policy
     from mixdpo.trainer.config_io import load_config
@@ -181,7 +182,7 @@ def _evaluate(run_dir: Path, path: Path, predictions: Path) -> dict:
     dataset, _ = build_preference_dataset(path, policy.tokenizer, config.tokenization_settings())
     evaluation = evaluate_policy(policy, dataset, batch_size=config.per_device_eval_batch_size,
                                  predictions=predictions)  # fmt: skip
-    return evaluation | {"pair_correct": _outcomes(predictions, path)}
+    return evaluation | {"pair_correct": _outcomes(predictions, num_rows)}
 
 
 def run_few_shot_users(settings: RegimeSettings, seed: int, work_dir: Path, log: Log) -> list[dict[str, Any]]:
@@ -219,7 +220,7 @@ def run_few_shot_users(settings: RegimeSettings, seed: int, work_dir: Path, log:
                                    "personalize_s": 0.0}  # fmt: skip
             if n == 0 or method == "dpo":  # nothing to learn from, or no way to use it
                 predicted = work_dir / f"n{n}" / f"{method}-predictions.jsonl"
-                row |= _accuracy(_evaluate(runs[method], paths[("test", plain)], predicted))
+                row |= _accuracy(_evaluate(runs[method], paths[("test", plain)], len(test), predicted))
             else:
                 train = "gate" if method == "moe-dpo" else "experts"
                 start = time.perf_counter()
@@ -229,7 +230,7 @@ def run_few_shot_users(settings: RegimeSettings, seed: int, work_dir: Path, log:
                     learning_rate=settings.personalize_learning_rates.get(method), log=lambda line: None,
                 )  # fmt: skip
                 predicted = work_dir / f"n{n}" / method / PREDICTIONS_FILE
-                outcomes = _outcomes(predicted, paths[("test", plain)])
+                outcomes = _outcomes(predicted, len(test))
                 row |= _accuracy(summary["eval"] | {"pair_correct": outcomes})
                 users = len({r["user_id"] for r in fit})
                 row["parameters_per_user"] = summary["parameters_per_new_user"] or 0
