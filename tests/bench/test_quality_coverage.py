@@ -41,3 +41,25 @@ def test_the_full_tiers_plans_and_ablation_rows():
     text = coverage_markdown(rows, ablations, "full")
     assert text.startswith(f"2 of {len(ablations)} cases of the full tier are measured. Each cell: the seeds")
     assert "| builtin:smollm2-135m | cross-domain | 0 | — | — | 0 | — |" in text  # base, K=1, K=4, K=8
+
+
+def test_the_last_line_says_how_to_measure_the_rest_or_the_whole_tier_again():
+    plan = [QualityCase("personas", "dpo", "M", s) for s in (0, 1)]
+    command = "mixdpo bench quality --tier full"
+    partial = coverage_markdown([_row("personas", "dpo", "M", 0)], plan, "full", command)
+    assert partial.endswith(
+        "\n\n`mixdpo bench quality --tier full --update-benchmarks` measures the rest (cases measured with "
+        "these settings are kept).\n"
+    )
+    failed = [_row("personas", "dpo", "M", 0), _row("personas", "dpo", "M", 1, error="boom")]
+    assert "measures the rest" in coverage_markdown(failed, plan, "full", command)  # a failed case is missing
+    rows = [_row("personas", "dpo", "M", s) for s in (1, 0)]
+    complete = coverage_markdown(rows, plan, "full", command)
+    assert complete.startswith("2 of 2 cases of the full tier are measured.")
+    assert complete.endswith(
+        "\n\nEvery case of the plan is measured. `mixdpo bench quality --tier full --output-dir <new "
+        "folder>` measures the tier again from scratch (with `--update-benchmarks` it would keep the "
+        "published rows and rerun none).\n"
+    )
+    assert "measures the rest" not in complete
+    assert coverage_markdown(rows, plan, "full").endswith("| M | personas | 0, 1 |\n")  # no command, no line

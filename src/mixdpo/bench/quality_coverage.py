@@ -16,12 +16,16 @@ def _key(case: dict[str, Any]) -> tuple[str, str, str, int]:
     return case["model"], case["task"], case.get("variant") or case["method"], int(case["seed"])
 
 
-def coverage_markdown(rows: list[dict], planned: list[QualityCase], tier: str) -> str:
+def coverage_markdown(rows: list[dict], planned: list[QualityCase], tier: str, command: str = "") -> str:
     """Which cases of ``planned`` (a tier's) ``rows`` measured without error: a summary line, then a table
     with a row per (model, task) and a column per method or ablation, each cell the seeds measured ("—":
     none yet; "n/a": the tier has no such case).
 
-    A row outside the plan (another model or seed, run on request) is counted in the line, not the table."""
+    A row outside the plan (another model or seed, run on request) is counted in the line, not the table.
+
+    ``command``: the tier's command (``mixdpo bench quality --tier full``); when given, a last line says how
+    to measure what is missing or, once every case is in, how to measure the tier again from scratch (an
+    ``--update-benchmarks`` run keeps the published rows, so it would rerun nothing)."""
     keys = [_key(case.to_dict()) for case in planned]
     plan = set(keys)
     measured = {_key(row["case"]) for row in rows if row.get("error") is None}
@@ -47,4 +51,11 @@ def coverage_markdown(rows: list[dict], planned: list[QualityCase], tier: str) -
             for label in labels
         ]
         lines.append(f"| {model} | {task} | " + " | ".join(row) + " |")
+    if command and inside < len(plan):
+        lines += ["", f"`{command} --update-benchmarks` measures the rest (cases measured with these "
+                  "settings are kept)."]  # fmt: skip
+    elif command:
+        lines += ["", f"Every case of the plan is measured. `{command} --output-dir <new folder>` measures "
+                  "the tier again from scratch (with `--update-benchmarks` it would keep the published "
+                  "rows and rerun none)."]  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -284,11 +284,10 @@ def report_markdown(document: dict[str, Any], image: str | None = None) -> str:
     # what of the tier's plan the rows cover (a tier run piece by piece says which pieces are in)
     plan = quality_cases.tier(document["tier"], document.get("suite", "main")).cases
     suite = " --suite ablations" if document.get("suite") == "ablations" else ""
-    rest = (f"`mixdpo bench quality --tier {document['tier']}{suite} --update-benchmarks` measures the rest "
-            "(cases measured with these settings are kept).")  # fmt: skip
-    coverage = (
-        f"### What of the tier is measured\n\n{coverage_markdown(rows, plan, document['tier'])}\n{rest}\n\n"
+    covered = coverage_markdown(
+        rows, plan, document["tier"], f"mixdpo bench quality --tier {document['tier']}{suite}"
     )
+    coverage = f"### What of the tier is measured\n\n{covered}\n"
     if document.get("suite") == "ablations":
         return quality_ablations.ablations_markdown(document, commands, image) + f"\n{coverage}" + failures
     left_out = sum(v["left_out"] for r in rows if not r.get("error") for v in (r.get("pairs") or {}).values())
