@@ -51,11 +51,11 @@ def coverage_markdown(rows: list[dict], planned: list[QualityCase], tier: str, c
             for label in labels
         ]
         lines.append(f"| {model} | {task} | " + " | ".join(row) + " |")
-    if command and inside < len(plan):
-        lines += ["", f"`{command} --update-benchmarks` measures the rest (cases measured with these "
-                  "settings are kept)."]  # fmt: skip
-    elif command:
-        lines += ["", f"Every case of the plan is measured. `{command} --output-dir <new folder>` measures "
-                  "the tier again from scratch (with `--update-benchmarks` it would keep the published "
-                  "rows and rerun none)."]  # fmt: skip
+    rest = f"`{command} --update-benchmarks` measures the rest (cases measured with these settings are kept)."
+    again = (
+        f"Every case of the plan is measured. `{command} --output-dir <new folder>` measures the tier "
+        "again from scratch (with `--update-benchmarks` it would keep the published rows and rerun none)."
+    )
+    if command:
+        lines += ["", rest if inside < len(plan) else again]
     return "\n".join(lines) + "\n"
